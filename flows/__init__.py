@@ -1,0 +1,1 @@
+"""Thin Prefect orchestration over the pipeline stages."""

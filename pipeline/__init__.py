@@ -1,0 +1,1 @@
+"""The work of winnow: one module per stage, no Prefect imports."""

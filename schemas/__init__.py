@@ -1,0 +1,1 @@
+"""Pydantic models: input records, configuration, ledger columns."""

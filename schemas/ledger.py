@@ -1,0 +1,82 @@
+"""Ledger and quarantine columns, and the one enum of drop reasons.
+
+This module is the single place where every column of the Parquet outputs is named, typed and
+explained; `winnow inspect`, the README and the tests read it from here.
+"""
+
+from enum import StrEnum
+
+import polars as pl
+
+MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
+
+
+class DropReason(StrEnum):
+    """Why a record left the curated set; the stage that set it is in `drop_stage`."""
+
+    # heuristics
+    EMPTY_RESPONSE = "empty_response"
+    SHORT_RESPONSE = "short_response"
+    LONG_INSTRUCTION = "long_instruction"
+    LONG_RESPONSE = "long_response"
+    ECHO = "echo"
+    REFUSAL = "refusal"
+    MODEL_IDENTITY = "model_identity"
+    REPETITION = "repetition"
+    LOW_ALPHA = "low_alpha"
+    UNBALANCED_CODE = "unbalanced_code"
+    TRUNCATED = "truncated"
+    PLACEHOLDER = "placeholder"
+    UNSUPPORTED_MODALITY = "unsupported_modality"
+    # language, decontamination, PII
+    LANGUAGE = "language"
+    LANGUAGE_MISMATCH = "language_mismatch"
+    CONTAMINATED = "contaminated"
+    PII = "pii"
+    # dedup
+    EXACT_DUPLICATE = "exact_duplicate"
+    NEAR_DUPLICATE = "near_duplicate"
+    SEMANTIC_DUPLICATE = "semantic_duplicate"
+    SEEN_IN_EARLIER_RUN = "seen_in_earlier_run"
+    # selection
+    BELOW_QUALITY_FLOOR = "below_quality_floor"
+    TOO_SIMILAR_TO_SELECTED = "too_similar_to_selected"
+    QUOTA_FULL = "quota_full"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+
+
+# column -> (dtype, meaning). Stages add the columns they own; these are always present.
+LEDGER_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    "id": (pl.String, "stable id: sha256 (32 hex) of the normalised messages"),
+    "source": (pl.String, "input file the record came from"),
+    "source_index": (pl.Int64, "position of the record in its file (0-based)"),
+    "format": (pl.String, "detected input format (alpaca, dolly, sharegpt, openai, ...)"),
+    "messages": (pl.List(MESSAGE), "the conversation: list of {role, content}"),
+    "instruction": (pl.String, "all user turns joined by a blank line"),
+    "response": (pl.String, "all assistant turns joined by a blank line"),
+    "n_turns": (pl.Int32, "number of assistant turns"),
+    "category": (pl.String, "task type, from the source when given"),
+    "category_source": (pl.String, "'given' (from the source) or 'inferred'"),
+    "drop_stage": (pl.String, "stage that dropped the record; null while alive"),
+    "drop_reason": (pl.String, "DropReason code; null while alive"),
+    "drop_detail": (pl.String, "human-readable evidence for the drop"),
+}
+
+# Columns added by later stages, documented here so the ledger explains itself.
+STAGE_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    "status": (pl.String, "final fate: 'curated' or 'rejected'"),
+}
+
+QUARANTINE_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    "source": (pl.String, "input file"),
+    "source_index": (pl.Int64, "record position in the file, or null when no record boundary is known"),
+    "offset": (pl.Int64, "byte offset (JSON) or line number (JSONL, CSV) of the bad spot, when known"),
+    "stage": (pl.String, "'read' (file unreadable), 'parse' (not valid JSON/CSV) or 'validate' (wrong shape)"),
+    "error": (pl.String, "what was wrong, in one line"),
+    "raw": (pl.String, "the raw text of the record, cut to `ingest.max_raw_chars`"),
+}
+
+
+def empty_frame(columns: dict[str, tuple[pl.DataType, str]]) -> pl.DataFrame:
+    """A zero-row frame with the given columns, so empty inputs still write a typed file."""
+    return pl.DataFrame(schema={name: dtype for name, (dtype, _) in columns.items()})

@@ -1,0 +1,179 @@
+"""Canonical conversations and the input formats winnow recognises.
+
+Each format model validates one raw record and turns it into a `Conversation`; `detect_format`
+picks the model for a file from the keys of its records.
+"""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Role
+    content: StrictStr
+
+
+class Conversation(BaseModel):
+    """A conversation that can train a model: optional system turn, then user/assistant turns
+    alternating, starting with the user and ending with the assistant."""
+
+    model_config = ConfigDict(frozen=True)
+
+    messages: list[Message]
+    category: str | None = None
+
+    @model_validator(mode="after")
+    def _well_formed(self):
+        turns = [m.role for m in self.messages if m.role != "system"]
+        if any(m.role == "system" for m in self.messages[1:]):
+            raise ValueError("a system message may only come first")
+        if not turns:
+            raise ValueError("conversation has no user or assistant turns")
+        if turns[0] != "user":
+            raise ValueError(f"conversation must start with a user turn, starts with {turns[0]}")
+        if turns[-1] != "assistant":
+            raise ValueError("conversation must end with an assistant turn")
+        for a, b in zip(turns, turns[1:]):
+            if a == b:
+                raise ValueError(f"two {a} turns in a row: turns must alternate")
+        return self
+
+
+class InputFormat(BaseModel):
+    """A raw record shape; extra keys (ids, metadata) are allowed and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: str = ""  # overridden as a ClassVar-like default per subclass
+    keys: tuple[str, ...] = ()
+
+    def conversations(self) -> list[Conversation]:
+        raise NotImplementedError
+
+
+def _user_text(instruction: str, extra: str | None) -> str:
+    return f"{instruction}\n\n{extra}" if extra and extra.strip() else instruction
+
+
+def _single(user: str, assistant: str, category: str | None = None, system: str | None = None) -> Conversation:
+    msgs = [Message(role="system", content=system)] if system and system.strip() else []
+    msgs += [Message(role="user", content=user), Message(role="assistant", content=assistant)]
+    return Conversation(messages=msgs, category=category)
+
+
+class Alpaca(InputFormat):
+    instruction: StrictStr
+    input: StrictStr | None = None
+    output: StrictStr
+
+    def conversations(self):
+        return [_single(_user_text(self.instruction, self.input), self.output)]
+
+
+class Dolly(InputFormat):
+    instruction: StrictStr
+    context: StrictStr | None = None
+    response: StrictStr
+    category: StrictStr | None = None
+
+    def conversations(self):
+        return [_single(_user_text(self.instruction, self.context), self.response, self.category or None)]
+
+
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt": "assistant",
+                  "assistant": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
+                  "system": "system"}
+
+
+class ShareGPTTurn(BaseModel):
+    from_: StrictStr = Field(alias="from")
+    value: StrictStr
+
+    @field_validator("from_")
+    @classmethod
+    def _known_role(cls, v: str) -> str:
+        if v.lower() not in SHAREGPT_ROLES:
+            raise ValueError(f"unknown speaker {v!r}")
+        return v
+
+
+class ShareGPT(InputFormat):
+    conversations_: list[ShareGPTTurn] = Field(alias="conversations")
+
+    def conversations(self):
+        return [Conversation(messages=[Message(role=SHAREGPT_ROLES[t.from_.lower()], content=t.value)
+                                       for t in self.conversations_])]
+
+
+class OpenAI(InputFormat):
+    messages: list[Message]
+
+    def conversations(self):
+        return [Conversation(messages=self.messages)]
+
+
+class PromptCompletion(InputFormat):
+    prompt: StrictStr
+    completion: StrictStr
+
+    def conversations(self):
+        return [_single(self.prompt, self.completion)]
+
+
+class Lima(InputFormat):
+    """LIMA: `conversations` is a list of strings, user first, alternating."""
+
+    conversations_: list[StrictStr] = Field(alias="conversations")
+
+    def conversations(self):
+        roles = ("user", "assistant")
+        return [Conversation(messages=[Message(role=roles[i % 2], content=t) for i, t in enumerate(self.conversations_)])]
+
+
+class Instance(BaseModel):
+    input: StrictStr = ""
+    output: StrictStr
+
+
+class SelfInstruct(InputFormat):
+    """Self-instruct seed task: one record per instance."""
+
+    instruction: StrictStr
+    instances: Annotated[list[Instance], Field(min_length=1)]
+
+    def conversations(self):
+        return [_single(_user_text(self.instruction, i.input), i.output) for i in self.instances]
+
+
+# Detection order matters: the first format whose marker keys a record has wins.
+FORMATS: dict[str, tuple[type[InputFormat], tuple[str, ...]]] = {
+    "openai": (OpenAI, ("messages",)),
+    "self_instruct": (SelfInstruct, ("instruction", "instances")),
+    "dolly": (Dolly, ("instruction", "response")),
+    "alpaca": (Alpaca, ("instruction", "output")),
+    "prompt_completion": (PromptCompletion, ("prompt", "completion")),
+    "conversations": (ShareGPT, ("conversations",)),  # ShareGPT or LIMA, told apart by the turns
+}
+
+
+def detect_format(records: list[dict]) -> str | None:
+    """Name the format of a file from its first records, or None when nothing matches."""
+    votes: dict[str, int] = {}
+    for rec in records:
+        name = next((n for n, (_, keys) in FORMATS.items() if all(k in rec for k in keys)), None)
+        if name == "conversations":
+            turns = rec["conversations"]
+            name = "lima" if isinstance(turns, list) and turns and all(isinstance(t, str) for t in turns) else "sharegpt"
+        if name:
+            votes[name] = votes.get(name, 0) + 1
+    return max(sorted(votes), key=votes.get) if votes else None
+
+
+MODELS: dict[str, type[InputFormat]] = {
+    "openai": OpenAI, "self_instruct": SelfInstruct, "dolly": Dolly, "alpaca": Alpaca,
+    "prompt_completion": PromptCompletion, "sharegpt": ShareGPT, "lima": Lima,
+}
