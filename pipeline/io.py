@@ -20,6 +20,8 @@ import polars as pl
 
 READABLE = (".json", ".jsonl", ".ndjson", ".parquet", ".csv", ".tsv")
 COMPRESSED = (".gz", ".zst")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,7 @@ def write_atomic(path: str | Path, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -81,6 +81,18 @@ class EmbedConfig(Stage):
     )
 
 
+class SemanticConfig(Stage):
+    """Near-duplicates in meaning, found by embedding cosine similarity."""
+
+    threshold: float | None = Field(0.95, gt=0, le=1, description="Cosine similarity at or above which two prompts are duplicates; None turns it off.")
+
+
+class CategoryConfig(Stage):
+    """Task types: the source's category when given, else inferred."""
+
+    infer: bool = Field(True, description="Infer a task type for records without one.")
+
+
 class SelectConfig(Stage):
     """LIMA-style selection of the curated set."""
 
@@ -99,7 +111,9 @@ class CurationConfig(BaseModel):
     decontam: DecontamConfig = DecontamConfig()
     pii: PiiConfig = PiiConfig()
     dedup: DedupConfig = DedupConfig()
+    category: CategoryConfig = CategoryConfig()
     embed: EmbedConfig = EmbedConfig()
+    semantic: SemanticConfig = SemanticConfig()
     select: SelectConfig = SelectConfig()
 
 

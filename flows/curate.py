@@ -1,0 +1,114 @@
+"""The `curate` flow: thin Prefect tasks that pass file paths between pipeline stages.
+
+Each stage writes its output atomically under RUN_DIR/stages/<name>-<key>.parquet, where the key
+chains the input files' hashes and each stage's config; a rerun skips every finished stage.
+"""
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+
+from pipeline import runinfo
+from pipeline.export import counts, curated, finalize
+from pipeline.ingest import ingest
+from pipeline.io import expand_inputs, file_sha256, write_json, write_parquet
+from pipeline.stages import STEPS, Context, step_key
+from schemas.config import CurationConfig
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    name: str
+    path: str
+    key: str
+    seconds: float
+    resumed: bool
+    alive: int
+
+
+def _alive(frame: pl.DataFrame) -> int:
+    return int(frame["drop_reason"].is_null().sum())
+
+
+@task(name="ingest", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def ingest_task(inputs: list[dict], cfg: CurationConfig, run_dir: str) -> tuple[StageResult, str]:
+    """Read and validate every input file; the quarantine is written beside the first stage."""
+    log = get_run_logger()
+    files = [i["path"] for i in inputs]
+    key = step_key(str([(i["path"], i["sha256"]) for i in inputs]), "ingest", ("ingest",), cfg, runinfo.version())
+    out = Path(run_dir, "stages", f"ingest-{key}.parquet")
+    qpath = out.with_name(f"quarantine-{key}.parquet")
+    if out.exists() and qpath.exists():
+        log.info("ingest: resumed from %s", out.name)
+        return StageResult("ingest", str(out), key, 0.0, True, _alive(pl.read_parquet(out))), str(qpath)
+    start = time.perf_counter()
+    ledger, quarantine = ingest([Path(f) for f in files], cfg.ingest)
+    write_parquet(quarantine, qpath)
+    write_parquet(ledger, out)
+    seconds = time.perf_counter() - start
+    log.info("ingest: %d records, %d quarantined, from %d files in %.1fs", ledger.height, quarantine.height, len(files), seconds)
+    return StageResult("ingest", str(out), key, seconds, False, _alive(ledger)), str(qpath)
+
+
+@task(name="stage", retries=1, retry_delay_seconds=1, cache_policy=NONE)
+def stage_task(index: int, previous: StageResult, cfg: CurationConfig, run_dir: str) -> StageResult:
+    """Run one pipeline step on the previous step's output, or reuse its finished output."""
+    log = get_run_logger()
+    step = STEPS[index]
+    key = step_key(previous.key, step.name, step.sections, cfg, runinfo.version())
+    out = Path(run_dir, "stages", f"{step.name}-{key}.parquet")
+    if out.exists():
+        log.info("%s: finished in an earlier run, reusing %s", step.name, out.name)
+        return StageResult(step.name, str(out), key, 0.0, True, _alive(pl.read_parquet(out)))
+    start = time.perf_counter()
+    frame = step.run(pl.read_parquet(previous.path), Context(cfg, Path(run_dir)))
+    write_parquet(frame, out)
+    seconds = time.perf_counter() - start
+    result = StageResult(step.name, str(out), key, seconds, False, _alive(frame))
+    log.info("%s: %d of %d rows alive after %.1fs", step.name, result.alive, frame.height, seconds)
+    return result
+
+
+@task(name="export", retries=2, retry_delay_seconds=1, cache_policy=NONE)
+def export_task(last: StageResult, quarantine_path: str, cfg: CurationConfig, run_dir: str,
+                inputs: list[dict], timings: list[StageResult]) -> dict:
+    """Write ledger, curated set, quarantine and manifest; return the manifest."""
+    ledger = finalize(pl.read_parquet(last.path))
+    quarantine = pl.read_parquet(quarantine_path)
+    run = Path(run_dir)
+    write_parquet(quarantine, run / "quarantine.parquet")
+    write_parquet(ledger, run / "ledger.parquet")
+    write_parquet(curated(ledger), run / "curated.parquet")
+    manifest = {
+        "winnow_version": runinfo.version(),
+        "config": cfg.model_dump(mode="json"),
+        "inputs": inputs,
+        "counts": counts(ledger, quarantine),
+        "stages": [asdict(t) | {"path": Path(t.path).name} for t in timings],
+        "outputs": {name: str(run / name) for name in ("ledger.parquet", "curated.parquet", "quarantine.parquet")},
+        "packages": runinfo.packages(),
+    }
+    write_json(manifest, run / "manifest.json")
+    get_run_logger().info("curated %d of %d input records into %s", manifest["counts"]["curated"], manifest["counts"]["input"], run)
+    return manifest
+
+
+@flow(name="curate", log_prints=True)
+def curate(inputs: list[str], out: str, config: CurationConfig = CurationConfig()) -> dict:
+    """Curate raw instruction files into RUN_DIR; returns the manifest (counts, outputs, timings)."""
+    files = [str(p) for p in expand_inputs(inputs)]
+    inputs_info = [{"path": f, "sha256": file_sha256(f), "bytes": Path(f).stat().st_size} for f in files]
+    Path(out).mkdir(parents=True, exist_ok=True)
+    result, quarantine_path = ingest_task(inputs_info, config, out)
+    timings = [result]
+    for index in range(len(STEPS)):
+        result = stage_task(index, result, config, out)
+        timings.append(result)
+    return export_task(result, quarantine_path, config, out, inputs_info, timings)
