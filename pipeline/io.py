@@ -61,7 +61,13 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         if not matches:
             raise InputError(f"input not found or holds no readable file: {spec}")
         found.extend(sorted(matches))
-    return list(dict.fromkeys(p.resolve() for p in found))
+    seen: set[Path] = set()
+    unique = []
+    for p in found:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            unique.append(Path(os.path.normpath(p)))
+    return unique
 
 
 def file_sha256(path: str | Path) -> str:

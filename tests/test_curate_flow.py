@@ -1,0 +1,63 @@
+"""The curate flow end to end (Prefect ephemeral mode), resumability, and the CLI."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flows.curate import curate
+from schemas.config import CurationConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample"
+
+
+def outputs(run: Path) -> dict[str, bytes]:
+    return {name: (run / name).read_bytes() for name in ("ledger.parquet", "curated.parquet", "quarantine.parquet")}
+
+
+def test_sample_run_accounts_for_every_record_and_resumes(tmp_path, caplog):
+    run = tmp_path / "run"
+    manifest = curate(inputs=[str(SAMPLE)], out=str(run), config=CurationConfig())
+    c = manifest["counts"]
+    assert c["input"] == c["curated"] + c["rejected"] + c["quarantined"]
+    assert c["quarantined"] >= 4 and c["curated"] > 200
+    ledger = pl.read_parquet(run / "ledger.parquet")
+    quarantine = pl.read_parquet(run / "quarantine.parquet")
+    assert ledger.height + quarantine.height == c["input"]
+    assert ledger["id"].is_unique().all()
+    assert set(ledger["status"]) <= {"curated", "rejected"}
+    rejected = ledger.filter(pl.col("status") == "rejected")
+    assert rejected["drop_stage"].null_count() == 0 and rejected["drop_reason"].null_count() == 0
+    on_disk = json.loads((run / "manifest.json").read_text())
+    assert on_disk["counts"] == c and len(on_disk["inputs"]) == 4 and all(len(i["sha256"]) == 64 for i in on_disk["inputs"])
+    assert on_disk["packages"]["polars"] and on_disk["stages"][0]["name"] == "ingest"
+    first = outputs(run)
+    again = curate(inputs=[str(SAMPLE)], out=str(run), config=CurationConfig())
+    assert all(stage["resumed"] for stage in again["stages"])
+    assert outputs(run) == first
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_curated_parquet_loads_in_datasets(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    run = tmp_path / "run"
+    curate(inputs=[str(SAMPLE / "openai.jsonl")], out=str(run), config=CurationConfig())
+    ds = datasets.load_dataset("parquet", data_files=str(run / "curated.parquet"), split="train")
+    row = ds[0]
+    assert row["messages"][-1]["role"] == "assistant"
+    assert row["prompt"] + row["completion"] == row["messages"]
+
+
+def test_cli_reports_bad_config_and_input_in_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("select:\n  budget: zero\n")
+    cli = [sys.executable, "-m", "pipeline.cli", "curate"]
+    proc = subprocess.run([*cli, str(SAMPLE), "--out", str(tmp_path / "r"), "--config", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "select.budget" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([*cli, str(tmp_path / "missing"), "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "missing" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
