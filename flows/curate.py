@@ -13,6 +13,7 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
+from flows.artifacts import publish
 from pipeline import runinfo
 from pipeline.export import counts, curated, finalize
 from pipeline.ingest import ingest
@@ -96,6 +97,7 @@ def export_task(last: StageResult, quarantine_path: str, cfg: CurationConfig, ru
         "packages": runinfo.packages(),
     }
     write_json(manifest, run / "manifest.json")
+    publish(manifest)
     get_run_logger().info("curated %d of %d input records into %s", manifest["counts"]["curated"], manifest["counts"]["input"], run)
     return manifest
 
