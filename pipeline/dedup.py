@@ -1,0 +1,140 @@
+"""Dedup stage: exact duplicates of normalised text, then MinHash LSH near-duplicates, keepers by quality.
+
+Needs the whole set: any two alive records (or a record and one curated by an earlier run) may
+pair. Work happens once per distinct normalised text; the verdict joins back to rows on `id`.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from pipeline.dedup_cluster import components, greedy_keepers
+from pipeline.dedup_lsh import exact_jaccard, verified_pairs
+from pipeline.mark import ALIVE, mark
+from pipeline.minhash import signatures
+from schemas.config import DedupConfig
+from schemas.ledger import DropReason
+
+STAGE = "dedup"
+INDEX_FILE = "dedup_index.parquet"
+INDEX_VERSION = "v1"  # bump when normalisation or hashing changes, so old indexes are re-keyed
+
+# Runs of anything but letters, marks and digits, except the single spaces between words (matching
+# those too makes the replace 3x slower).
+NOT_WORD_RUN = r"[^\p{L}\p{M}\p{N} ][^\p{L}\p{M}\p{N}]*| [^\p{L}\p{M}\p{N}]+"
+
+COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    "dup_of": (pl.String, "id of the record kept in place of this one (a dedup drop); null otherwise"),
+    "dedup_cluster": (pl.String, "id of the kept record of this record's duplicate group (its own id when kept); null if dropped before dedup"),
+    "dup_similarity": (pl.Float64, "Jaccard similarity of the compared text to dup_of's (1.0 for exact duplicates); null otherwise"),
+}
+
+
+def compared_text(cfg: DedupConfig) -> pl.Expr:
+    """The text two records are compared on (`dedup.fields`), with case, punctuation and spacing folded."""
+    columns = ["instruction", "response"] if cfg.fields == "both" else [cfg.fields]
+    text = pl.concat_str([pl.col(c).fill_null("") for c in columns], separator=" ")
+    return text.str.to_lowercase().str.replace_all(NOT_WORD_RUN, " ").str.strip_chars()
+
+
+def signature_params(cfg: DedupConfig) -> str:
+    """Everything a signature depends on; an index built with other params is re-signed."""
+    return f"{INDEX_VERSION}|{cfg.fields}|{cfg.shingle}{cfg.ngram}|{cfg.num_perm}|{cfg.seed}"
+
+
+def _ranked(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> pl.DataFrame:
+    """Alive rows and earlier-run rows, best keeper first: earlier runs, quality, response length, id."""
+    score = pl.col("quality") if "quality" in frame.columns else pl.lit(None, pl.Float64)
+    rows = frame.filter(ALIVE).select(
+        "id", key=compared_text(cfg), earlier=pl.lit(False), score=score.cast(pl.Float64),
+        length=pl.col("response").fill_null("").str.len_chars().cast(pl.Int64))
+    if previous is not None:
+        same = previous["params"].eq(signature_params(cfg)).all()
+        old = previous.select("id", key=pl.col("key") if same else compared_text(cfg), earlier=pl.lit(True), score=pl.lit(None, pl.Float64), length=pl.lit(0, pl.Int64))
+        rows = pl.concat([old, rows])
+    rows = rows.sort(["earlier", "score", "length", "id"], descending=[True, True, True, False], nulls_last=True)
+    return rows.with_row_index("rank").with_columns(group=pl.col("key") if cfg.exact else pl.col("rank"))
+
+
+def _signatures(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> np.ndarray:
+    """Signatures of every distinct text; earlier runs' come from their index when its params match."""
+    reuse = previous is not None and previous["params"].eq(signature_params(cfg)).all()
+    todo = ~groups["earlier"] if reuse else pl.Series([True] * groups.height)
+    sig = np.empty((groups.height, cfg.num_perm), dtype=np.uint32)
+    sig[todo.to_numpy()] = signatures(groups["key"].filter(todo), cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars)
+    if reuse:
+        stored = groups.filter(~todo).select("id").join(previous.select("id", "signature"), on="id", how="left", maintain_order="left")
+        sig[~todo.to_numpy()] = stored["signature"].to_numpy()
+    return sig
+
+
+def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct text (best first): kept text it duplicates (-1 if none), Jaccard to it, cluster head."""
+    n = groups.height
+    if cfg.threshold is None or n < 2:
+        return np.full(n, -1), np.ones(n), np.arange(n)
+    sig = _signatures(groups, cfg, previous)
+    i, j, _ = verified_pairs(sig, groups["key"], cfg.threshold, cfg.bands, cfg.bucket_all_pairs, cfg.ngram, cfg.shingle)
+    earlier = groups["earlier"].to_numpy()
+    fresh = ~(earlier[i] & earlier[j])  # earlier runs' records all stay, even when alike
+    i, j = i[fresh], j[fresh]
+    dup_of = greedy_keepers(n, i, j)
+    dropped = np.flatnonzero(dup_of >= 0)
+    similarity = np.ones(n)
+    similarity[dropped] = exact_jaccard(groups["key"], dropped, dup_of[dropped], cfg.ngram, cfg.shingle)
+    return dup_of, similarity, components(n, i, j)
+
+
+def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None) -> pl.DataFrame:
+    """id -> dup_of, dedup_cluster, dup_similarity and drop reason for every alive row."""
+    rows = _ranked(frame, cfg, previous)
+    groups = rows.unique("group", keep="first", maintain_order=True)
+    dup_of, similarity, head = _near(groups, cfg, previous)
+    near = np.where(dup_of >= 0, dup_of, 0)
+    groups = groups.select(
+        "group", keeper=pl.col("id"), keeper_rank=pl.col("rank"),
+        near_of=pl.when(pl.Series(dup_of >= 0)).then(groups["id"].gather(near)),
+        near_earlier=groups["earlier"].gather(near), near_similarity=pl.Series(similarity),
+        keeper_earlier=pl.col("earlier"), dedup_cluster=groups["id"].gather(head))
+    out = rows.filter(~pl.col("earlier")).join(groups, on="group", how="left", maintain_order="left")
+    exact = pl.col("keeper_rank") != pl.col("rank")  # not by id: an earlier run may have curated this very id
+    seen = pl.when(exact).then(pl.col("keeper_earlier")).otherwise(pl.col("near_earlier"))
+    reason = (pl.when(pl.col("dup_of").is_null()).then(None)
+              .when(seen).then(pl.lit(str(DropReason.SEEN_IN_EARLIER_RUN)))
+              .when(exact).then(pl.lit(str(DropReason.EXACT_DUPLICATE)))
+              .otherwise(pl.lit(str(DropReason.NEAR_DUPLICATE))))
+    return out.with_columns(
+        dup_of=pl.when(exact).then(pl.col("keeper")).otherwise(pl.col("near_of")),
+        dup_similarity=pl.when(exact).then(1.0).when(pl.col("near_of").is_not_null()).then(pl.col("near_similarity").round(4)),
+    ).select("id", "dup_of", "dedup_cluster", "dup_similarity", reason=reason)
+
+
+def dedup(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Mark exact, near and earlier-run duplicates among alive rows; add COLUMNS to every row."""
+    found = verdicts(frame, cfg, previous)
+    frame = frame.drop([c for c in COLUMNS if c in frame.columns]).join(found, on="id", how="left", maintain_order="left")
+    detail = pl.format("jaccard {} with {}", pl.col("dup_similarity").round(2), pl.col("dup_of"))
+    frame = mark(frame, pl.col("reason").is_not_null(), STAGE, pl.col("reason"), detail)
+    return frame.drop("reason")
+
+
+def build_index(ledger: pl.DataFrame, cfg: DedupConfig) -> pl.DataFrame:
+    """Keys and signatures of the rows still alive (the curated ones), for later runs to dedup against."""
+    kept = ledger.filter(ALIVE).select("id", "instruction", "response", key=compared_text(cfg)).sort("id")
+    sig = signatures(kept["key"], cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars)
+    return kept.with_columns(
+        signature=pl.Series(sig, dtype=pl.Array(pl.UInt32, cfg.num_perm)),
+        params=pl.lit(signature_params(cfg)),
+    )
+
+
+def load_previous(run_dirs: list[str]) -> pl.DataFrame | None:
+    """The dedup indexes of earlier runs, one frame; None when no run is given."""
+    frames = []
+    for run_dir in run_dirs:
+        path = Path(run_dir) / INDEX_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"dedup.previous_runs: {run_dir} has no {INDEX_FILE} (not a finished winnow run dir?)")
+        frames.append(pl.read_parquet(path))
+    return pl.concat(frames, how="vertical_relaxed").unique("id", keep="first", maintain_order=True) if frames else None

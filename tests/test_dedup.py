@@ -1,0 +1,188 @@
+"""The dedup stage: exact and near duplicates, keepers by quality, earlier runs, real data."""
+
+import json
+import random
+
+import polars as pl
+import pytest
+
+from pipeline.dedup import COLUMNS, INDEX_FILE, build_index, dedup, load_previous
+from pipeline.ingest import ingest
+from pipeline.minhash import shingles
+from schemas.config import ConfigError, DedupConfig, IngestConfig, parse_config
+from schemas.ledger import DropReason
+
+BASE = ("Write a short paragraph explaining why the sky looks blue during the day and red at sunset.",
+        "Sunlight is scattered by the molecules of the air, and blue light is scattered far more than red light. "
+        "At sunset the light crosses much more air, so most of the blue is scattered away before it reaches us.")
+EDITED = (BASE[0].replace("short", "brief"), BASE[1].replace("far more", "much more").replace("reaches us", "reaches our eyes"))
+OTHER = ("List three uses of baking soda in the kitchen.", "It leavens dough, it cleans pans, and it removes smells from the fridge.")
+
+
+def make(rows: list[tuple[str, str]], quality: list[float] | None = None, prefix: str = "r") -> pl.DataFrame:
+    """A minimal ledger: ids r0, r1, ... all alive."""
+    none = pl.Series([None] * len(rows), dtype=pl.String)
+    frame = pl.DataFrame({"id": [f"{prefix}{k}" for k in range(len(rows))], "instruction": [r[0] for r in rows],
+                          "response": [r[1] for r in rows], "drop_stage": none, "drop_reason": none, "drop_detail": none})
+    return frame.with_columns(quality=pl.Series(quality, dtype=pl.Float64)) if quality else frame
+
+
+def verdict(frame: pl.DataFrame) -> dict[str, tuple]:
+    return {r["id"]: (r["drop_reason"], r["dup_of"], r["dedup_cluster"]) for r in frame.iter_rows(named=True)}
+
+
+def jaccard(a: str, b: str) -> float:
+    fold = lambda t: " ".join("".join(c if c.isalnum() else " " for c in t.lower()).split())  # noqa: E731
+    x, y = set(shingles(fold(a), 5)), set(shingles(fold(b), 5))
+    return len(x & y) / len(x | y)
+
+
+def test_exact_duplicates_fold_case_spacing_and_punctuation_and_keep_the_best():
+    rows = [("Name a dwarf planet.", "Pluto is one."), ("name a  DWARF planet", "Pluto, is one!"), OTHER]
+    out = dedup(make(rows, quality=[0.2, 0.9, 0.5]), DedupConfig())
+    assert verdict(out) == {"r0": ("exact_duplicate", "r1", "r1"), "r1": (None, None, "r1"), "r2": (None, None, "r2")}
+    dropped = out.row(0, named=True)
+    assert dropped["drop_stage"] == "dedup" and dropped["dup_similarity"] == 1.0 and "r1" in dropped["drop_detail"]
+
+
+def test_without_quality_the_longest_response_is_kept():
+    out = dedup(make([("Explain gravity.", "Gravity pulls."), ("explain gravity", "Gravity pulls!!!")]), DedupConfig())
+    assert verdict(out)["r0"] == ("exact_duplicate", "r1", "r1")
+
+
+def test_near_duplicates_are_dropped_with_their_similarity():
+    assert 0.5 <= jaccard(" ".join(BASE), " ".join(EDITED)) < 1
+    out = dedup(make([EDITED, BASE, OTHER], quality=[0.5, 0.8, 0.5]), DedupConfig())
+    assert verdict(out) == {"r0": ("near_duplicate", "r1", "r1"), "r1": (None, None, "r1"), "r2": (None, None, "r2")}
+    similarity = out["dup_similarity"][0]
+    assert similarity == pytest.approx(jaccard(" ".join(BASE), " ".join(EDITED)), abs=0.01)
+    assert f"{similarity:.2f}"[:3] in out["drop_detail"][0]
+
+
+def test_rows_dropped_earlier_are_neither_judged_nor_keepers():
+    frame = make([BASE, BASE, OTHER], quality=[0.99, 0.1, 0.5]).with_columns(
+        drop_stage=pl.when(pl.col("id") == "r0").then(pl.lit("heuristics")),
+        drop_reason=pl.when(pl.col("id") == "r0").then(pl.lit("refusal")))
+    out = dedup(frame, DedupConfig())
+    assert verdict(out) == {"r0": ("refusal", None, None), "r1": (None, None, "r1"), "r2": (None, None, "r2")}
+    assert out["drop_stage"][0] == "heuristics"
+
+
+def test_columns_are_documented_and_typed():
+    out = dedup(make([BASE, EDITED, OTHER]), DedupConfig())
+    assert {c: out.schema[c] for c in COLUMNS} == {c: dtype for c, (dtype, _) in COLUMNS.items()}
+    assert out.height == 3 and out.columns[:3] == ["id", "instruction", "response"]
+
+
+def test_same_input_any_order_same_verdicts():
+    rng = random.Random(3)
+    rows = [BASE, EDITED, OTHER, BASE, (OTHER[0].upper(), OTHER[1])] + [(f"Question {k} about topic {k * 7}", f"Answer {k}") for k in range(30)]
+    frame = make(rows, quality=[rng.random() for _ in rows])
+    first = dedup(frame, DedupConfig())
+    assert first.equals(dedup(frame, DedupConfig()))
+    shuffled = dedup(frame.sample(fraction=1.0, shuffle=True, seed=1), DedupConfig())
+    assert verdict(shuffled) == verdict(first)
+
+
+def test_switches_turn_rules_off():
+    rows = [BASE, BASE, EDITED]
+    assert verdict(dedup(make(rows), DedupConfig(threshold=None)))["r2"][0] is None
+    no_exact = dedup(make(rows, quality=[0.9, 0.1, 0.1]), DedupConfig(exact=False))
+    assert verdict(no_exact)["r1"] == ("near_duplicate", "r0", "r0") and no_exact["dup_similarity"][1] == 1.0
+
+
+def test_bands_must_divide_permutations():
+    with pytest.raises(ConfigError, match="bands"):
+        parse_config({"dedup": {"num_perm": 128, "bands": 30}})
+
+
+def _first_run(tmp_path, cfg: DedupConfig) -> pl.DataFrame:
+    """Run 1 curates BASE and OTHER (the third row is dropped by another stage); its index is written."""
+    run1 = dedup(make([BASE, OTHER, ("A record that was rejected", "by heuristics")], prefix="old").with_columns(
+        drop_reason=pl.when(pl.col("id") == "old2").then(pl.lit("refusal"))), cfg)
+    (tmp_path / "run1").mkdir()
+    build_index(run1, cfg).write_parquet(tmp_path / "run1" / INDEX_FILE)
+    return run1
+
+
+@pytest.mark.parametrize("index_cfg", [DedupConfig(), DedupConfig(num_perm=64, bands=16, fields="response")])
+def test_records_curated_by_an_earlier_run_are_not_admitted_again(tmp_path, index_cfg):
+    _first_run(tmp_path, index_cfg)
+    previous = load_previous([str(tmp_path / "run1")])
+    assert previous.height == 2
+    new = make([EDITED, (OTHER[0].lower(), OTHER[1]), ("A record that was rejected", "by heuristics"), ("Brand new", "content here")])
+    out = dedup(new, DedupConfig(), previous)
+    seen = str(DropReason.SEEN_IN_EARLIER_RUN)
+    assert verdict(out) == {"r0": (seen, "old0", "old0"), "r1": (seen, "old1", "old1"),
+                            "r2": (None, None, "r2"), "r3": (None, None, "r3")}
+    assert out["dup_similarity"][1] == 1.0 and 0.5 <= out["dup_similarity"][0] < 1
+
+
+def test_the_very_record_an_earlier_run_curated_is_seen(tmp_path):
+    run1 = _first_run(tmp_path, DedupConfig())
+    again = run1.head(2).select("id", "instruction", "response", "drop_stage", "drop_reason", "drop_detail")
+    out = dedup(again, DedupConfig(), load_previous([str(tmp_path / "run1")]))
+    assert out["drop_reason"].to_list() == [str(DropReason.SEEN_IN_EARLIER_RUN)] * 2
+    assert out["dup_of"].to_list() == ["old0", "old1"]
+
+
+def test_load_previous_needs_an_index(tmp_path):
+    assert load_previous([]) is None
+    with pytest.raises(FileNotFoundError, match=INDEX_FILE):
+        load_previous([str(tmp_path)])
+
+
+def _neardup_frame(shared_data) -> pl.DataFrame:
+    """The README compares the `instruction` key alone (without `input`), so the frame does too."""
+    records = json.loads((shared_data / "neardup" / "instruction-examples.json").read_text())
+    return make([(r["instruction"], r["output"]) for r in records])
+
+
+def test_labelled_pairs_of_the_neardup_readme_are_found(shared_data):
+    frame = _neardup_frame(shared_data)
+    text = dict(zip(frame["id"], frame["instruction"]))
+    ids = {v: k for k, v in text.items()}
+    instructions = dedup(frame, DedupConfig(fields="instruction"))
+    cluster = dict(zip(instructions["id"], instructions["dedup_cluster"]))
+    pairs = [("Edit the following sentence to make it more formal.", "Edit the sentence to make it more formal."),
+             ("Change the sentences from active voice to passive voice.", "Change the sentence from passive to active voice.")]
+    for a, b in pairs:
+        assert cluster[ids[a]] == cluster[ids[b]], (a, b)
+    dwarf = [k for k, v in text.items() if v == "Name a dwarf planet in our solar system."]
+    assert len(dwarf) == 2 and cluster[dwarf[0]] == cluster[dwarf[1]]
+    responses = dedup(frame, DedupConfig(fields="response"))
+    pluto = responses.filter(pl.col("response") == "One dwarf planet in our solar system is Pluto.")
+    assert pluto["drop_reason"].to_list().count("exact_duplicate") == 1
+
+
+def test_alpaca_5000_mixed_into_52k_gives_exactly_5000_exact_drops(shared_data):
+    alpaca = shared_data / "alpaca"
+    ledger, _ = ingest([alpaca / "alpaca_data.json", alpaca / "alpaca_5000.json"], IngestConfig())
+    out = dedup(ledger, DedupConfig())
+    exact = out.filter(pl.col("drop_reason") == "exact_duplicate")
+    assert exact.height == 5000
+    keepers = out.select("id", keeper_hash="content_hash")
+    assert exact.join(keepers, left_on="dup_of", right_on="id", maintain_order="left")["keeper_hash"].equals(exact["content_hash"], check_names=False)
+
+
+def test_planted_edits_in_real_data_are_found(shared_data):
+    records = json.loads((shared_data / "alpaca" / "alpaca_data.json").read_text())[:3000]
+    base = make([(f"{r['instruction']}\n\n{r['input']}".strip(), r["output"]) for r in records])
+    rng = random.Random(0)
+
+    def edit(text: str) -> str:
+        words = text.split(" ")
+        for k in rng.sample(range(len(words)), max(1, len(words) // 15)):
+            words[k] = rng.choice(["very", "quite", "the", "small", "new"])
+        return " ".join(words)
+
+    picks = rng.sample(range(base.height), 100)
+    copies = base[picks].with_columns(
+        id=pl.format("copy-{}", pl.int_range(100)),
+        instruction=pl.col("instruction").map_elements(edit, return_dtype=pl.String),
+        response=pl.col("response").map_elements(edit, return_dtype=pl.String))
+    out = dedup(pl.concat([base, copies]), DedupConfig())
+    cluster = dict(zip(out["id"], out["dedup_cluster"]))
+    found = sum(cluster[a] == cluster[b] for a, b in zip(base["id"].gather(picks), copies["id"]))
+    assert found >= 97
+    assert out.filter(pl.col("drop_reason") == "near_duplicate").height >= 97
