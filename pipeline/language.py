@@ -1,0 +1,71 @@
+"""Language stage: the language of each instruction and response, an allow-list, and a mismatch flag.
+
+Only rows still alive are read. Each text is cut to a prefix (code blocks and URLs removed, since
+they say nothing about the human language); a prefix with too few letters is `und` without asking
+the detector. `lang` is the instruction's language, or the response's where the instruction is
+`und`. Languages are compared by their base code, so zh-cn and zh-tw agree.
+"""
+
+import polars as pl
+
+from pipeline.language_detect import UND, LangdetectDetector, LanguageDetector
+from pipeline.mark import ALIVE, mark
+from schemas.config import LanguageConfig
+from schemas.ledger import DropReason
+
+STAGE = "language"
+COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    "lang": (pl.String, "language of the instruction (langdetect codes: en, de, zh-cn...), the response's where "
+             "the instruction is 'und' (too short to judge); null for rows dropped before this stage"),
+    "lang_response": (pl.String, "language of the response, or 'und'"),
+    "lang_mismatch": (pl.Boolean, "instruction and response are judged, and in different languages"),
+}
+
+
+def prefix(text: pl.Expr, max_chars: int) -> pl.Expr:
+    """The part of a text the detector reads: no code blocks, no URLs, the first `max_chars` characters."""
+    cleaned = text.str.replace_all(r"(?s)```.*?```", " ").str.replace_all(r"https?://\S+", " ")
+    return cleaned.str.strip_chars().str.slice(0, max_chars)
+
+
+def _base(lang: pl.Expr) -> pl.Expr:
+    return lang.str.split("-").list.first()
+
+
+def detect_texts(texts: pl.Series, cfg: LanguageConfig, detector: LanguageDetector) -> pl.Series:
+    """Language per text: 'und' below `min_letters` letters, else the detector's answer (asked once per distinct text)."""
+    judgeable = (texts.str.count_matches(r"\p{L}") >= cfg.min_letters).fill_null(False)
+    distinct = texts.filter(judgeable).unique(maintain_order=True)
+    found = pl.Series(detector.detect(distinct.to_list()), dtype=pl.String)
+    return pl.select(pl.when(judgeable).then(texts.replace_strict(distinct, found, default=UND)).otherwise(pl.lit(UND))
+                     .alias("lang")).to_series()
+
+
+def _allowed(lang: pl.Expr, cfg: LanguageConfig) -> pl.Expr:
+    admitted = lang.is_in(cfg.allow or []) | _base(lang).is_in(cfg.allow or [])
+    return admitted | (lang == UND) if cfg.keep_undetermined else admitted
+
+
+def language(frame: pl.DataFrame, cfg: LanguageConfig, detector: LanguageDetector | None = None) -> pl.DataFrame:
+    """Add lang, lang_response, lang_mismatch for alive rows; drop rows outside the allow-list
+    (`language`) and, when configured, rows whose two sides disagree (`language_mismatch`)."""
+    if not cfg.enabled:
+        return frame.with_columns(pl.lit(None, dtype).alias(name) for name, (dtype, _) in COLUMNS.items())
+    detector = detector or LangdetectDetector(cfg.min_probability, cfg.workers)
+    alive = frame.filter(ALIVE).select("id", prefix(pl.col("instruction"), cfg.max_chars).alias("i"),
+                                       prefix(pl.col("response"), cfg.max_chars).alias("r"))
+    langs = detect_texts(pl.concat([alive["i"], alive["r"]]), cfg, detector)
+    found = alive.select("id", lang_instruction=langs.head(alive.height), lang_response=langs.tail(alive.height))
+    found = found.with_columns(
+        pl.when(pl.col("lang_instruction") == UND).then("lang_response").otherwise("lang_instruction").alias("lang"),
+        ((pl.col("lang_instruction") != UND) & (pl.col("lang_response") != UND)
+         & (_base(pl.col("lang_instruction")) != _base(pl.col("lang_response")))).alias("lang_mismatch"),
+    )
+    frame = frame.join(found, on="id", how="left", maintain_order="left")
+    if cfg.allow is not None:
+        frame = mark(frame, ~_allowed(pl.col("lang"), cfg), STAGE, DropReason.LANGUAGE,
+                     pl.format("language {} not in the allow-list {}", pl.col("lang"), pl.lit(", ".join(cfg.allow))))
+    if cfg.drop_mismatch:
+        frame = mark(frame, pl.col("lang_mismatch"), STAGE, DropReason.LANGUAGE_MISMATCH,
+                     pl.format("instruction in {}, response in {}", pl.col("lang_instruction"), pl.col("lang_response")))
+    return frame.drop("lang_instruction")
