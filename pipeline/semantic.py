@@ -1,0 +1,71 @@
+"""Semantic dedup: prompts that mean the same thing, found by embedding cosine similarity.
+
+Needs the whole embedded set at once (pairs), so it runs after embedding, over the rows that
+have embeddings (in a budgeted run, the candidate pool selection examines). Best row first: a
+row is a duplicate when a row kept before it is at least `threshold` similar, so of two
+duplicates the one with the better quality stays.
+"""
+
+import numpy as np
+import polars as pl
+
+from pipeline.embed import matrix
+from pipeline.mark import ALIVE, mark
+from schemas.config import SemanticConfig
+from schemas.ledger import DropReason
+
+STAGE = "semantic"
+BLOCK = 1024
+
+# Adds no column of its own: it fills `dup_of`, which pipeline.dedup owns and documents.
+COLUMNS: dict[str, tuple[pl.DataType, str]] = {}
+
+
+def best_first(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows in keep-preference order: higher quality first, then id (deterministic)."""
+    quality = pl.col("quality") if "quality" in frame.columns else pl.lit(0.0)
+    return frame.with_columns(quality.fill_null(0.0).alias("_q")).sort(["_q", "id"], descending=[True, False]).drop("_q")
+
+
+def greedy_duplicates(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the kept row each row duplicates or -1, its similarity), scanning rows in order.
+
+    Blocked: each block is compared with every kept row before it by one matrix product, then
+    resolved within itself row by row, so memory stays at BLOCK x n.
+    """
+    n = len(vectors)
+    dup = np.full(n, -1, dtype=np.int64)
+    sim = np.zeros(n, dtype=np.float32)
+    kept = np.zeros(n, dtype=bool)
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        block = vectors[start:stop]
+        sims = block @ vectors[:stop].T
+        for i in range(stop - start):
+            row = sims[i, :start + i] * kept[:start + i] - (~kept[:start + i])
+            j = int(row.argmax()) if start + i else -1
+            if j >= 0 and row[j] >= threshold:
+                dup[start + i], sim[start + i] = j, row[j]
+            else:
+                kept[start + i] = True
+    return dup, sim
+
+
+def semantic_dedup(frame: pl.DataFrame, embeddings: pl.DataFrame, cfg: SemanticConfig) -> pl.DataFrame:
+    """Mark alive embedded rows that mean the same as a better row (drop_reason semantic_duplicate)."""
+    out = frame if "dup_of" in frame.columns else frame.with_columns(pl.lit(None, pl.String).alias("dup_of"))
+    if cfg.threshold is None:
+        return out
+    rows = best_first(out.filter(ALIVE).join(embeddings.select("id"), on="id", maintain_order="left"))
+    if rows.height < 2:
+        return out
+    dup, sim = greedy_duplicates(matrix(embeddings, rows["id"]), cfg.threshold)
+    ids = rows["id"].to_numpy()
+    found = pl.DataFrame({"id": ids[dup >= 0], "_dup": ids[dup[dup >= 0]], "_sim": sim[dup >= 0]})
+    out = out.join(found, on="id", how="left", maintain_order="left")
+    detail = pl.format("cosine similarity {} to {} (threshold {})", pl.col("_sim").round(3), pl.col("_dup"), pl.lit(cfg.threshold))
+    out = mark(out, pl.col("_dup").is_not_null(), STAGE, DropReason.SEMANTIC_DUPLICATE, detail)
+    is_mine = pl.col("drop_stage").eq(STAGE).fill_null(False)
+    return out.with_columns(
+        pl.when(is_mine).then(pl.coalesce("dup_of", "_dup")).otherwise(pl.col("dup_of")).alias("dup_of"),
+    ).drop("_dup", "_sim")
