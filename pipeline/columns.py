@@ -1,0 +1,68 @@
+"""Every column of a run's Parquet files in one table: name, type, the stage that sets it, meaning.
+
+Gathered from the contract (`schemas.ledger`) and from each stage module's `COLUMNS`, so the docs
+cannot drift from the code; `winnow inspect --columns` prints it and report.html embeds it.
+"""
+
+import importlib
+
+import polars as pl
+
+from schemas.ledger import LEDGER_COLUMNS, QUARANTINE_COLUMNS, STAGE_COLUMNS
+
+STAGE_MODULES = ("heuristics", "language", "decontam", "pii", "dedup", "category", "embed", "semantic", "select")
+DOC_SCHEMA = {"table": pl.String, "column": pl.String, "dtype": pl.String, "set_by": pl.String, "meaning": pl.String}
+
+
+def _stage_columns() -> list[tuple[str, str, pl.DataType, str]]:
+    """(module, column, dtype, meaning) for every stage module that exists and declares COLUMNS."""
+    found = []
+    for name in STAGE_MODULES:
+        try:
+            module = importlib.import_module(f"pipeline.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"pipeline.{name}":
+                raise
+            continue
+        for column, (dtype, meaning) in getattr(module, "COLUMNS", {}).items():
+            found.append((name, column, dtype, meaning))
+    return found
+
+
+def _embedding_columns() -> dict[str, tuple[pl.DataType, str]]:
+    try:
+        from pipeline.embed import EMBEDDING_COLUMNS
+    except ImportError:
+        return {}
+    return EMBEDDING_COLUMNS
+
+
+def column_docs() -> pl.DataFrame:
+    """One row per documented column; a column two stages declare (dup_of) lists both in `set_by`."""
+    rows: dict[tuple[str, str], dict] = {}
+
+    def add(table: str, column: str, dtype: pl.DataType, set_by: str, meaning: str) -> None:
+        key = (table, column)
+        if key in rows:
+            if set_by not in rows[key]["set_by"].split(", "):
+                rows[key]["set_by"] += f", {set_by}"
+            return
+        rows[key] = {"table": table, "column": column, "dtype": str(dtype), "set_by": set_by, "meaning": meaning}
+
+    for column, (dtype, meaning) in LEDGER_COLUMNS.items():
+        add("ledger", column, dtype, "ingest", meaning)
+    for module, column, dtype, meaning in _stage_columns():
+        add("ledger", column, dtype, module, meaning)
+    for column, (dtype, meaning) in STAGE_COLUMNS.items():
+        add("ledger", column, dtype, "export", meaning)
+    for column, (dtype, meaning) in QUARANTINE_COLUMNS.items():
+        add("quarantine", column, dtype, "ingest", meaning)
+    for column, (dtype, meaning) in _embedding_columns().items():
+        add("embeddings", column, dtype, "embed", meaning)
+    return pl.DataFrame(list(rows.values()), schema=DOC_SCHEMA)
+
+
+def undocumented(ledger: pl.DataFrame) -> list[str]:
+    """Ledger columns of a run that no contract or stage module documents."""
+    known = set(column_docs().filter(pl.col("table") == "ledger")["column"].to_list())
+    return [c for c in ledger.columns if c not in known]
