@@ -22,7 +22,7 @@ def summary_markdown(manifest: dict) -> str:
     diversity = manifest.get("diversity")
     if diversity:
         lines += ["", "## Diversity: curated vs random sample of the same size", "", "| metric | curated | random |", "|---|---:|---:|"]
-        curated, random = diversity.get("curated", {}), diversity.get("random", {})
+        curated, random = diversity.get("curated", {}), diversity.get("random_sample", {})
         for key, value in curated.items():
             if isinstance(value, int | float):
                 lines.append(f"| {key} | {value:.4g} | {random.get(key, float('nan')):.4g} |")

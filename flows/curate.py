@@ -15,10 +15,14 @@ from prefect.cache_policies import NONE
 
 from flows.artifacts import publish
 from pipeline import runinfo
+from pipeline.dedup import INDEX_FILE, build_index
+from pipeline.diversity import diversity_metrics
 from pipeline.export import counts, curated, finalize
 from pipeline.ingest import ingest
-from pipeline.io import expand_inputs, file_sha256, write_json, write_parquet
-from pipeline.stages import STEPS, Context, step_key
+from pipeline.io import expand_inputs, file_sha256, write_json, write_parquet, write_text
+from pipeline.pii import redact
+from pipeline.report import write_report
+from pipeline.stages import EMBEDDINGS, STEPS, Context, check_side_files, side_path, step_key
 from schemas.config import CurationConfig
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -63,13 +67,13 @@ def stage_task(index: int, previous: StageResult, cfg: CurationConfig, run_dir: 
     """Run one pipeline step on the previous step's output, or reuse its finished output."""
     log = get_run_logger()
     step = STEPS[index]
-    key = step_key(previous.key, step.name, step.sections, cfg, runinfo.version())
+    key = step_key(previous.key, step.name, step.sections, cfg, runinfo.version(), step.files(cfg))
     out = Path(run_dir, "stages", f"{step.name}-{key}.parquet")
     if out.exists():
         log.info("%s: finished in an earlier run, reusing %s", step.name, out.name)
         return StageResult(step.name, str(out), key, 0.0, True, _alive(pl.read_parquet(out)))
     start = time.perf_counter()
-    frame = step.run(pl.read_parquet(previous.path), Context(cfg, Path(run_dir)))
+    frame = step.run(pl.read_parquet(previous.path), Context(cfg, out))
     write_parquet(frame, out)
     seconds = time.perf_counter() - start
     result = StageResult(step.name, str(out), key, seconds, False, _alive(frame))
@@ -80,31 +84,43 @@ def stage_task(index: int, previous: StageResult, cfg: CurationConfig, run_dir: 
 @task(name="export", retries=2, retry_delay_seconds=1, cache_policy=NONE)
 def export_task(last: StageResult, quarantine_path: str, cfg: CurationConfig, run_dir: str,
                 inputs: list[dict], timings: list[StageResult]) -> dict:
-    """Write ledger, curated set, quarantine and manifest; return the manifest."""
+    """Write ledger, curated set, quarantine, embeddings, dedup index, report and, last, the manifest."""
     ledger = finalize(pl.read_parquet(last.path))
     quarantine = pl.read_parquet(quarantine_path)
     run = Path(run_dir)
+    chosen = curated(ledger)
     write_parquet(quarantine, run / "quarantine.parquet")
     write_parquet(ledger, run / "ledger.parquet")
-    write_parquet(curated(ledger), run / "curated.parquet")
+    write_parquet(redact(chosen) if cfg.pii.action == "redact" else chosen, run / "curated.parquet")
+    write_parquet(build_index(ledger, cfg.dedup), run / INDEX_FILE)
+    names = ["ledger.parquet", "curated.parquet", "quarantine.parquet", INDEX_FILE]
+    embeddings = next((pl.read_parquet(side_path(t.path, EMBEDDINGS)) for t in timings if t.name == "select"), None)
+    if embeddings is not None:
+        write_parquet(embeddings, run / "embeddings.parquet")
+        names.append("embeddings.parquet")
     manifest = {
         "winnow_version": runinfo.version(),
         "config": cfg.model_dump(mode="json"),
         "inputs": inputs,
         "counts": counts(ledger, quarantine),
         "stages": [asdict(t) | {"path": Path(t.path).name} for t in timings],
-        "outputs": {name: str(run / name) for name in ("ledger.parquet", "curated.parquet", "quarantine.parquet")},
+        "outputs": {name: str(run / name) for name in [*names, "report.html"]},
         "packages": runinfo.packages(),
     }
+    if embeddings is not None and cfg.select.budget is not None:
+        manifest["diversity"] = diversity_metrics(ledger, embeddings, cfg.select.seed)
+    write_text(write_report(run, ledger, quarantine, manifest, embeddings), run / "report.html")
     write_json(manifest, run / "manifest.json")
     publish(manifest)
-    get_run_logger().info("curated %d of %d input records into %s", manifest["counts"]["curated"], manifest["counts"]["input"], run)
+    get_run_logger().info("curated %d of %d input records into %s (report: %s)", manifest["counts"]["curated"],
+                          manifest["counts"]["input"], run, run / "report.html")
     return manifest
 
 
 @flow(name="curate", log_prints=True)
 def curate(inputs: list[str], out: str, config: CurationConfig = CurationConfig()) -> dict:
     """Curate raw instruction files into RUN_DIR; returns the manifest (counts, outputs, timings)."""
+    check_side_files(config)
     files = [str(p) for p in expand_inputs(inputs)]
     inputs_info = [{"path": f, "sha256": file_sha256(f), "bytes": Path(f).stat().st_size} for f in files]
     Path(out).mkdir(parents=True, exist_ok=True)

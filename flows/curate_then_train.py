@@ -9,7 +9,7 @@ from flows.train import train as train_flow
 from schemas.config import CurationConfig, TrainConfig
 
 
-@flow(name="curate-then-train", log_prints=True)
+@flow(name="curate-then-train")
 def curate_then_train(
     inputs: list[str],
     out: str,

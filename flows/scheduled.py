@@ -12,6 +12,7 @@ from prefect.runtime import flow_run
 
 from flows.curate import curate
 from pipeline.dedup import INDEX_FILE
+from pipeline.io import InputError, expand_inputs
 from schemas.config import CurationConfig, load_config
 
 
@@ -47,11 +48,17 @@ def curate_scheduled(
     """Curate INPUTS into RUNS_ROOT/<run date>, deduplicated against the earlier runs there; returns the manifest.
 
     `config_file` (YAML or TOML, read when the run starts) replaces `config`; `run_name` replaces the date.
+    An inbox with no readable file is a quiet day: the run logs it and writes nothing.
     """
     log = get_run_logger()
     cfg = load_config(config_file) if config_file else config
     name = run_name or run_date()
     previous = earlier_runs(Path(runs_root), name) if dedup_earlier_runs else []
     out = Path(runs_root) / name
+    try:
+        expand_inputs(inputs)
+    except InputError as err:
+        log.warning("nothing to curate today: %s", err)
+        return {"skipped": str(err)}
     log.info("curating %s into %s; %d earlier runs to deduplicate against: %s", inputs, out, len(previous), previous)
     return curate(inputs=inputs, out=str(out), config=with_previous_runs(cfg, previous))

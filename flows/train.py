@@ -3,6 +3,7 @@
 import os
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
 from schemas.config import TrainConfig
@@ -27,7 +28,13 @@ def sft_task(curated: str, out: str, config: TrainConfig) -> dict:
     return run_training(curated, out, config, log=get_run_logger())
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train")
 def train(curated: str, out: str, config: TrainConfig = TrainConfig()) -> dict:
-    """Fine-tune config.model on CURATED into OUT; returns the train manifest."""
-    return sft_task(curated, out, config)
+    """Fine-tune config.model on CURATED into OUT; returns the train manifest and publishes the losses."""
+    manifest = sft_task(curated, out, config)
+    rows = [{"step": p["step"], "loss": p["loss"], "kind": "train (logged step)"} for p in manifest["loss_curve"]]
+    rows.append({"step": manifest["steps"], "loss": manifest["train_loss"], "kind": "train (run mean)"})
+    if manifest["eval_loss"] is not None:
+        rows.append({"step": manifest["steps"], "loss": manifest["eval_loss"], "kind": "eval (final)"})
+    create_table_artifact(rows, key="train-losses", description=f"Training and eval losses of the model in {out}")
+    return manifest

@@ -57,7 +57,9 @@ def curate(
     try:
         cfg = load_config(config, **overrides)
         from pipeline.io import expand_inputs
+        from pipeline.stages import check_side_files
 
+        check_side_files(cfg)
         expand_inputs(inputs)
     except (ConfigError, InputError) as err:
         fail(str(err))
@@ -66,7 +68,8 @@ def curate(
     with console.status("curating…", spinner="dots"):
         manifest = curate_flow(inputs=list(inputs), out=str(out), config=cfg)
     console.print(counts_table(manifest))
-    console.print(f"outputs in [bold]{out}[/]: curated.parquet, ledger.parquet, quarantine.parquet, manifest.json")
+    names = ", ".join(Path(p).name for p in manifest["outputs"].values())
+    console.print(f"outputs in [bold]{out}[/]: {names}, manifest.json; see them with [bold]winnow inspect {out}[/]")
 
 
 @app.command()

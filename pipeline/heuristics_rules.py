@@ -56,7 +56,8 @@ def _line_rule(reason: R, patterns: tuple[str, ...] | None) -> list[Rule]:
 def _limit_rules(cfg: HeuristicsConfig) -> list[Rule]:
     rules = [Rule(R.EMPTY_RESPONSE, pl.col("response_chars") == 0, pl.lit("response is empty"))]
     if cfg.min_response_chars is not None:
-        rules.append(Rule(R.SHORT_RESPONSE, pl.col("response_chars") < cfg.min_response_chars,
+        number = pl.col("response").str.strip_chars().str.contains(r"^[-+]?\d+(?:[.,]\d+)?%?$")  # "8" answers a sum in full
+        rules.append(Rule(R.SHORT_RESPONSE, (pl.col("response_chars") < cfg.min_response_chars) & ~number,
                           pl.format(f"response has {{}} chars < {cfg.min_response_chars}", pl.col("response_chars"))))
     for reason, part in ((R.LONG_INSTRUCTION, "instruction"), (R.LONG_RESPONSE, "response")):
         for unit in ("chars", "words"):

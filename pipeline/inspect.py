@@ -14,7 +14,7 @@ from rich.table import Table
 
 from pipeline import runstats
 from pipeline.columns import column_docs
-from pipeline.io import write_atomic
+from pipeline.io import write_text
 from pipeline.report import write_report
 from pipeline.runstats import Run, RunError
 
@@ -221,5 +221,5 @@ def views(run_dir: Path | None, reason: str | None = None, record_id: str | None
         parts = summary(run)
     if report:
         html = write_report(run.path, run.ledger, run.quarantine, run.manifest, run.embeddings)
-        parts.append(f"wrote {write_atomic(run.path / 'report.html', lambda tmp: Path(tmp).write_text(html))}")
+        parts.append(f"wrote {write_text(html, run.path / 'report.html')}")
     return parts

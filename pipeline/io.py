@@ -240,3 +240,7 @@ def write_parquet(frame: pl.DataFrame, path: str | Path) -> Path:
 
 def write_json(data: dict, path: str | Path) -> Path:
     return write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"))
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -60,8 +60,8 @@ def semantic_dedup(frame: pl.DataFrame, embeddings: pl.DataFrame, cfg: SemanticC
     if rows.height < 2:
         return out
     dup, sim = greedy_duplicates(matrix(embeddings, rows["id"]), cfg.threshold)
-    ids = rows["id"].to_numpy()
-    found = pl.DataFrame({"id": ids[dup >= 0], "_dup": ids[dup[dup >= 0]], "_sim": sim[dup >= 0]})
+    hit = np.flatnonzero(dup >= 0)
+    found = pl.DataFrame({"id": rows["id"].gather(hit), "_dup": rows["id"].gather(dup[hit]), "_sim": sim[hit]})
     out = out.join(found, on="id", how="left", maintain_order="left")
     detail = pl.format("cosine similarity {} to {} (threshold {})", pl.col("_sim").round(3), pl.col("_dup"), pl.lit(cfg.threshold))
     out = mark(out, pl.col("_dup").is_not_null(), STAGE, DropReason.SEMANTIC_DUPLICATE, detail)

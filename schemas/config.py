@@ -53,7 +53,8 @@ class HeuristicsConfig(Stage):
     Patterns are case-insensitive regular expressions in Rust `regex` syntax (no look-around).
     """
 
-    min_response_chars: int | None = Field(2, ge=0, description="Responses shorter than this (stripped) are `short_response`; empty ones are `empty_response`.")
+    min_response_chars: int | None = Field(2, ge=0, description="Responses shorter than this (stripped) are `short_response`, unless they are a number (a sum's answer "
+        "'8' is complete; its low `quality` still keeps it out of selection); empty ones are `empty_response`.")
     max_instruction_chars: int | None = Field(12_000, ge=1, description="Instructions longer than this many characters are `long_instruction`.")
     max_instruction_words: int | None = Field(2_000, ge=1, description="Instructions with more words than this are `long_instruction`.")
     max_response_chars: int | None = Field(16_000, ge=1, description="Responses longer than this many characters are `long_response`.")
@@ -262,7 +263,10 @@ class SelectConfig(Stage):
         "0.5 a related topic. A lower limit trades quality for diversity.",
     )
     quality_floor: float | None = Field(
-        0.5, ge=0, le=1, description="Rows whose `quality` is below this are never selected; None: no floor.")
+        0.25, ge=0, le=1,
+        description="Rows whose `quality` is below this are never selected; None: no floor. 0.25 admits a clean "
+        "answer of three words or more ('Red and blue.' 0.27, 'Mars is the red planet.' 0.35) and keeps out one- "
+        "and two-word answers (0.14, 0.22); the ranking, not the floor, is what favours full answers.")
     quality_step: float | None = Field(
         0.1, gt=0, le=1,
         description="deita ranks quality in steps of this size (0.93 and 0.97 tie at 0.9): smaller differences are "

@@ -64,8 +64,9 @@ TARGET = stage_names()[len(stage_names()) // 2]
 
 
 def files(run: Path) -> dict[str, bytes]:
-    """Every file under a run dir but manifest.json (it holds paths and timings), by relative path."""
-    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    """Every file under a run dir but manifest.json and report.html (they show paths and timings), by relative path."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*"))
+            if p.is_file() and p.name not in ("manifest.json", "report.html")}
 
 
 def assert_nothing_half_written(run: Path) -> None:

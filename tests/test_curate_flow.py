@@ -16,7 +16,8 @@ SAMPLE = ROOT / "data" / "sample"
 
 
 def outputs(run: Path) -> dict[str, bytes]:
-    return {name: (run / name).read_bytes() for name in ("ledger.parquet", "curated.parquet", "quarantine.parquet")}
+    names = ("ledger.parquet", "curated.parquet", "quarantine.parquet", "embeddings.parquet", "dedup_index.parquet")
+    return {name: (run / name).read_bytes() for name in names}
 
 
 def test_sample_run_accounts_for_every_record_and_resumes(tmp_path, caplog):
@@ -24,7 +25,9 @@ def test_sample_run_accounts_for_every_record_and_resumes(tmp_path, caplog):
     manifest = curate(inputs=[str(SAMPLE)], out=str(run), config=CurationConfig())
     c = manifest["counts"]
     assert c["input"] == c["curated"] + c["rejected"] + c["quarantined"]
-    assert c["quarantined"] >= 4 and c["curated"] > 200
+    assert c["quarantined"] >= 4 and 50 < c["curated"] <= 1000
+    planted = {"empty_response", "refusal", "model_identity", "truncated", "placeholder", "echo"}
+    assert planted <= set(c["by_reason"]["heuristics"]) and sum(c["by_reason"]["dedup"].values()) >= 15 + 13
     ledger = pl.read_parquet(run / "ledger.parquet")
     quarantine = pl.read_parquet(run / "quarantine.parquet")
     assert ledger.height + quarantine.height == c["input"]
@@ -34,7 +37,12 @@ def test_sample_run_accounts_for_every_record_and_resumes(tmp_path, caplog):
     assert rejected["drop_stage"].null_count() == 0 and rejected["drop_reason"].null_count() == 0
     on_disk = json.loads((run / "manifest.json").read_text())
     assert on_disk["counts"] == c and len(on_disk["inputs"]) == 4 and all(len(i["sha256"]) == 64 for i in on_disk["inputs"])
-    assert on_disk["packages"]["polars"] and on_disk["stages"][0]["name"] == "ingest"
+    assert on_disk["packages"]["polars"] and [s["name"] for s in on_disk["stages"]] == [
+        "ingest", "heuristics", "language", "decontam", "pii", "dedup", "select"]
+    curated = pl.read_parquet(run / "curated.parquet")
+    assert curated["selection_rank"].to_list() == list(range(1, c["curated"] + 1))
+    assert on_disk["diversity"]["curated"]["n"] == on_disk["diversity"]["random_sample"]["n"] == c["curated"]
+    assert (run / "report.html").stat().st_size > 10_000 and pl.read_parquet(run / "dedup_index.parquet").height == c["curated"]
     first = outputs(run)
     again = curate(inputs=[str(SAMPLE)], out=str(run), config=CurationConfig())
     assert all(stage["resumed"] for stage in again["stages"])
@@ -60,4 +68,8 @@ def test_cli_reports_bad_config_and_input_in_one_line(tmp_path):
     assert proc.returncode == 2 and "select.budget" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run([*cli, str(tmp_path / "missing"), "--out", str(tmp_path / "r")], capture_output=True, text=True)
     assert proc.returncode == 2 and "missing" in proc.stderr and "Traceback" not in proc.stderr
+    missing = tmp_path / "nowhere.jsonl"
+    bad.write_text(f"decontam:\n  eval_sets:\n    mt_bench: {missing}\n")
+    proc = subprocess.run([*cli, str(SAMPLE), "--out", str(tmp_path / "r"), "--config", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2 and str(missing) in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()

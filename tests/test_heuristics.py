@@ -50,7 +50,7 @@ def verdicts(tmp_path, records, cfg=DEFAULT) -> list[tuple[str | None, str | Non
 
 CASES = [  # (reason, field, real text that identifies the record, evidence expected in the detail)
     ("empty_response", "output", "", "empty"),
-    ("short_response", "instruction", "Calculate the average of the numbers in this list: 8, 6, 5, 9", "1 chars < 2"),
+    ("short_response", "instruction", "Predict the next musical note given the musical sequence.", "1 chars < 2"),
     ("placeholder", "output", "<nooutput>", "<nooutput>"),
     ("placeholder", "input", "N/A", "N/A"),
     ("placeholder", "instruction", "How does the aging process affect the heart?", "<noinput>"),
@@ -78,13 +78,15 @@ def test_rule_on_real_alpaca_record(tmp_path, alpaca, reason, field, text, evide
 
 def test_good_records_and_near_misses_stay(tmp_path, alpaca):
     """Clean answers, and texts that look like a rule but are not: an apology written on request, a
-    fact about OpenAI, a letter's sign-off, a corrected sentence differing from its input by a period."""
+    fact about OpenAI, a letter's sign-off, a corrected sentence differing from its input by a period,
+    a one-digit answer to a sum."""
     keep = [alpaca[0], alpaca[1], alpaca[2],
             find(alpaca, "output", "I'm sorry to hear that. It must be very difficult for you."),
             find(alpaca, "output", "GPT-3 is an advanced autoregressive language model developed by OpenAI"),
             find(alpaca, "instruction", "Write a memo to inform employees about the new dress code policy."),
             find(alpaca, "instruction", "Add a punctuation mark to the sentence to make it valid."),
-            find(alpaca, "output", "I don't have a pen.")]
+            find(alpaca, "output", "I don't have a pen."),
+            find(alpaca, "instruction", "Calculate the average of the numbers in this list: 8, 6, 5, 9")]
     assert verdicts(tmp_path, keep) == [(None, None)] * len(keep)
 
 

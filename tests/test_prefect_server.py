@@ -178,7 +178,12 @@ def test_curate_then_train_then_scheduled_curate_on_the_worker(stack, tmp_path):
     with get_client(sync_client=True) as client:
         runs = descendants(client, run_id)
         assert all(r.state.is_completed() for r in runs) and len(runs) == 3  # itself, curate, train
-        check_curate_artifacts(artifacts_of(client, run_id), manifest)
+        artifacts = artifacts_of(client, run_id)
+        check_curate_artifacts(artifacts, manifest)
+        losses = artifacts["train-losses"].data
+        losses = json.loads(losses) if isinstance(losses, str) else losses
+        assert [row["step"] for row in losses if row["kind"] == "train (logged step)"] == [1, 2]
+        assert {"step": 2, "loss": trained["train_loss"], "kind": "train (run mean)"} in losses
 
     # The scheduled deployment, as if its 06:00 run of 2 January 2024 starts now: it curates into runs_root/2024-01-02
     # and drops the records the 1 January run already curated.
