@@ -26,6 +26,7 @@ from pipeline.stages import EMBEDDINGS, STEPS, Context, check_side_files, side_p
 from schemas.config import CurationConfig
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def export_task(last: StageResult, quarantine_path: str, cfg: CurationConfig, ru
     chosen = curated(ledger)
     write_parquet(quarantine, run / "quarantine.parquet")
     write_parquet(ledger, run / "ledger.parquet")
-    write_parquet(redact(chosen) if cfg.pii.action == "redact" else chosen, run / "curated.parquet")
+    write_parquet(redact(chosen, cfg.pii) if cfg.pii.action == "redact" else chosen, run / "curated.parquet")
     write_parquet(build_index(ledger, cfg.dedup), run / INDEX_FILE)
     names = ["ledger.parquet", "curated.parquet", "quarantine.parquet", INDEX_FILE]
     embeddings = next((pl.read_parquet(side_path(t.path, EMBEDDINGS)) for t in timings if t.name == "select"), None)

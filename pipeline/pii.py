@@ -72,24 +72,38 @@ def pii(frame: pl.DataFrame, cfg: PiiConfig) -> pl.DataFrame:
     return mark(frame, pl.any_horizontal(f"pii_{k}" for k in PLACEHOLDERS), STAGE, DropReason.PII, pl.format("found {}", kinds))
 
 
-def _redact_text(text: pl.Expr, cards: list[str]) -> pl.Expr:
-    if cards:
-        text = text.str.replace_many(cards, [PLACEHOLDERS["card"]] * len(cards))
-    for kind in ("email", "ip", "phone"):
-        text = text.str.replace_all(PATTERNS[kind], PLACEHOLDERS[kind])
+def _literals(texts: pl.Series, cfg: PiiConfig) -> dict[str, str]:
+    """The cards and e-mail addresses to replace, as found text -> placeholder: only what the flags count
+    (valid cards, e-mails off the example domains when those are ignored)."""
+    found = {}
+    if "card" in cfg.kinds:
+        found |= dict.fromkeys(valid_cards(texts)["card"].to_list(), PLACEHOLDERS["card"])
+    if "email" in cfg.kinds:
+        emails = texts.str.extract_all(PATTERNS["email"]).explode().drop_nulls()
+        if cfg.ignore_example_domains:
+            emails = emails.filter(~emails.str.contains(EXAMPLE_DOMAIN))
+        found |= dict.fromkeys(emails.to_list(), PLACEHOLDERS["email"])
+    return dict(sorted(found.items(), key=lambda kv: (-len(kv[0]), kv[0])))  # longest first: no partial overlaps
+
+
+def _redact_text(text: pl.Expr, literals: dict[str, str], kinds: tuple[str, ...]) -> pl.Expr:
+    if literals:
+        text = text.str.replace_many(list(literals), list(literals.values()))
+    for kind in ("ip", "phone"):
+        if kind in kinds:
+            text = text.str.replace_all(PATTERNS[kind], PLACEHOLDERS[kind])
     return text
 
 
-def redact(frame: pl.DataFrame) -> pl.DataFrame:
-    """Replace PII in messages, instruction, response (and prompt/completion when present) with
-    placeholders ([EMAIL], [PHONE], [IP], [CARD]); the flow applies it to the curated output only."""
+def redact(frame: pl.DataFrame, cfg: PiiConfig = PiiConfig()) -> pl.DataFrame:
+    """Replace the PII the config looks for in messages, instruction, response (and prompt/completion when
+    present) with placeholders ([EMAIL], [PHONE], [IP], [CARD]); the flow applies it to the curated output only."""
     string_cols = [c for c in ("instruction", "response", "prompt", "completion") if frame.schema.get(c) == pl.String]
     message_cols = [c for c in ("messages", "prompt", "completion")
                     if isinstance(frame.schema.get(c), pl.List) and isinstance(frame.schema[c].inner, pl.Struct)]
     contents = [frame[c] for c in string_cols] + [frame[c].explode().struct.field("content") for c in message_cols]
-    texts = pl.concat(contents) if contents else pl.Series([], dtype=pl.String)
-    cards = sorted(set(valid_cards(texts)["card"].to_list()), key=lambda c: (-len(c), c))
-    frame = frame.with_columns(_redact_text(pl.col(c), cards) for c in string_cols)
+    literals = _literals(pl.concat(contents) if contents else pl.Series([], dtype=pl.String), cfg)
+    frame = frame.with_columns(_redact_text(pl.col(c), literals, cfg.kinds) for c in string_cols)
     return frame.with_columns(
-        pl.col(c).list.eval(pl.element().struct.with_fields(_redact_text(pl.field("content"), cards)))
+        pl.col(c).list.eval(pl.element().struct.with_fields(_redact_text(pl.field("content"), literals, cfg.kinds)))
         for c in message_cols)

@@ -82,3 +82,10 @@ def test_redact_rewrites_text_and_messages(real):
 def test_redact_handles_prompt_completion_columns():
     frame = pl.DataFrame({"prompt": ["Mail me at ana.silva@gmail.com"], "completion": ["Call +44 20 7946 0958"]})
     assert redact(frame).row(0) == ("Mail me at [EMAIL]", "Call [PHONE]")
+
+
+def test_redact_follows_the_kinds_and_keeps_example_addresses():
+    frame = pl.DataFrame({"response": ["Write to ana.silva@gmail.com or test@example.com, call +44 20 7946 0958"]})
+    assert redact(frame)["response"][0] == "Write to [EMAIL] or test@example.com, call [PHONE]"
+    only_email = redact(frame, PiiConfig(kinds=("email",), ignore_example_domains=False))["response"][0]
+    assert only_email == "Write to [EMAIL] or [EMAIL], call +44 20 7946 0958"
