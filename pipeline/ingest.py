@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
-from pipeline.io import RawItem, read_items
+from pipeline.io import read_items
 from pipeline.normalize import assign_ids, content_hash, normalize_text
 from schemas.config import IngestConfig
 from schemas.ledger import LEDGER_COLUMNS, QUARANTINE_COLUMNS, empty_frame

@@ -2,7 +2,7 @@
 
 from importlib import metadata
 
-TRACKED = ("winnow", "polars", "pydantic", "prefect", "datasketch", "langdetect", "sentence-transformers",
+TRACKED = ("winnow", "polars", "pydantic", "prefect", "langdetect", "sentence-transformers",
            "torch", "transformers", "trl", "peft", "numpy")
 
 
@@ -13,10 +13,10 @@ def version() -> str:
         return "0+unknown"
 
 
-def packages() -> dict[str, str | None]:
+def packages(names: tuple[str, ...] = TRACKED) -> dict[str, str | None]:
     """Installed versions of the packages that shape a run's output."""
     found = {}
-    for name in TRACKED:
+    for name in names:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -9,7 +9,6 @@ import json
 import logging
 import shutil
 import time
-from importlib import metadata
 from pathlib import Path
 
 import polars as pl
@@ -45,16 +44,6 @@ def finished(out: Path, sha256: str, cfg: TrainConfig) -> dict | None:
     manifest = json.loads(path.read_text())
     same = manifest.get("curated_sha256") == sha256 and manifest.get("config") == cfg.model_dump(mode="json")
     return manifest if same else None
-
-
-def _packages() -> dict[str, str | None]:
-    found = runinfo.packages()
-    for name in EXTRA_PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 def _datasets(prepared, cfg: TrainConfig):
@@ -149,7 +138,7 @@ def train(curated: str | Path, out: str | Path, cfg: TrainConfig = TrainConfig()
         "wall_seconds": time.perf_counter() - wall,
         "precision": precision,
         "device": device_info() | {"world_size": args.world_size},
-        "packages": _packages(),
+        "packages": runinfo.packages(runinfo.TRACKED + EXTRA_PACKAGES),
         "outputs": {"model_dir": str(out.resolve()), "manifest": str((out / MANIFEST).resolve())},
     }
     if trainer.is_world_process_zero():

@@ -5,8 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from test_train import build_tiny_model
+from test_train import build_tiny_model, one_thread  # noqa: F401 (autouse fixture)
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from flows.curate_then_train import curate_then_train
@@ -26,14 +25,6 @@ PAIRS = [
     ("Write a short greeting for a birthday card.", "Happy birthday! Wishing you a wonderful year ahead."),
 ]
 LIGHT = CurationConfig(language={"enabled": False}, semantic={"threshold": None})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def sha256(path) -> str:
