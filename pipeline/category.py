@@ -21,12 +21,13 @@ COLUMNS: dict[str, tuple[pl.DataType, str]] = {
 _N = r"(?:\d+|two|three|four|five|six|seven|eight|nine|ten|some|several|a few)"
 # (category, regex on the lower-cased task statement); first match wins.
 RULES: list[tuple[str, str]] = [
-    ("coding", r"\b(?:code|coding|program(?:ming)?|python|javascript|java|c\+\+|c#|sql|html|css|algorithm|"
-               r"script|regex|regular expression|debug|compile|json|bash|pseudo-?code|function that|"
+    ("coding", r"\b(?:code|coding|programming|computer program|program (?:that|to|which|in)|python|javascript|java|"
+               r"c\+\+|c#|sql|html|css|algorithm|script (?:that|to|which|in)|regex|regular expression|debug|compiler|"
+               r"compile (?:the|this) (?:code|program)|json|bash|pseudo-?code|function that|"
                r"write a function|data structure|api)\b"),
     ("maths", r"\b(?:calculate|compute|solve for|equation|arithmetic|math(?:s|ematical)?|probability|derivative|"
               r"integral|square root|percentage|sum of|product of|area of|perimeter|volume of|average of|"
-              r"multiply|divide|convert \d|algebra\w*|solve the following (?:\w+ )?(?:equation|expression))\b|"
+              r"multiply|divide \d+|divided by|convert \d+|algebra\w*|solve the following (?:\w+ )?(?:equation|expression))\b|"
               r"\d\s*[+*/×÷^=]\s*\d"),
     ("summarisation", r"\b(?:summar\w*|tl;?dr|main (?:idea|points?)|key points|condense|in (?:one|a) sentence)"),
     ("rewriting", r"\b(?:rewrite|re-write|paraphrase|rephrase|reword|edit|correct|proofread|translate|"
@@ -42,7 +43,7 @@ RULES: list[tuple[str, str]] = [
                          r"advertisement|ad|persuasive|description|paragraph|article|review|anecdote|metaphor|"
                          r"simile|analogy|riddle|scenario|character)\b"),
     ("brainstorming", rf"\b(?:brainstorm|come up with|suggest|ideas?|generate (?:a list|{_N})|list {_N}|"
-                      rf"give (?:me )?{_N}|name {_N}|think of|recommend\w*|tips|make a list|propose|formulate)\b"),
+                      rf"give (?:me )?{_N}|name {_N}|think of|recommend\w*|tips|(?:make|compile) a list|propose|formulate)\b"),
     ("open_qa", r"(?m)^(?:what|who|whom|whose|when|where|why|how|which|is|are|do|does|did|can|could|should|would|"
                 r"explain|describe|define|tell me|name|give|list|identify|find|compare|contrast|analy[sz]e|"
                 r"evaluate|discuss|predict|outline|provide|state|determine|select|choose|assess|estimate)\b|\?$"),
