@@ -63,6 +63,7 @@ def curate(
         expand_inputs(inputs)
     except (ConfigError, InputError) as err:
         fail(str(err))
+    os.environ.setdefault("TQDM_DISABLE", "1")  # model-loading bars would scroll under the spinner
     from flows.curate import curate as curate_flow
 
     with console.status("curating…", spinner="dots"):
