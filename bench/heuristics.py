@@ -39,7 +39,7 @@ def baseline_reason(instruction: str, response: str, cfg: HeuristicsConfig, rx: 
     words = response.split()
     checks = [
         ("empty_response", not response),
-        ("short_response", len(response) < cfg.min_response_chars),
+        ("short_response", len(response) < cfg.min_response_chars and not re.fullmatch(r"[-+]?\d+(?:[.,]\d+)?%?", response)),
         ("long_instruction", len(instruction) > cfg.max_instruction_chars or len(instruction.split()) > cfg.max_instruction_words),
         ("long_response", len(response) > cfg.max_response_chars or len(words) > cfg.max_response_words),
         ("placeholder", bool(rx["placeholder"].search(instruction) or rx["placeholder"].search(response))),
