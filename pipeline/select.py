@@ -1,8 +1,7 @@
 """LIMA-style selection: the best `budget` rows by quality, kept diverse, each choice explained.
 
 Needs the whole candidate set at once. Candidates: alive rows at or above the quality floor,
-ranked by quality in steps of `quality_step` (then `complexity` where present, then a seeded
-hash of the id). deita takes the tiers of equal rank best first and, inside a tier, always the
+ranked by quality in steps of `quality_step` (then a seeded hash of the id). deita takes the tiers of equal rank best first and, inside a tier, always the
 row least similar to everything picked so far, refusing rows whose cosine similarity to a pick
 reaches `max_similarity`; kcenter does the same over one tier of all candidates, without the
 limit. Only the first `pool_factor x budget` candidates (and of each quota group) are examined,
@@ -28,7 +27,7 @@ COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "selection_reason": (pl.String, "why the row was chosen: quality, similarity to earlier picks, quota use"),
 }
 GROUPS = {"category": "category_quota", "lang": "language_quota"}
-HELPERS = ["_q", "_c", "_h", "_band", "_category", "_lang"]
+HELPERS = ["_q", "_h", "_band", "_category", "_lang"]
 
 
 def _seeded_hash(ids: pl.Series, seed: int) -> pl.Series:
@@ -43,15 +42,14 @@ def _steps(step: float) -> pl.Expr:
 def ranked(frame: pl.DataFrame, cfg: SelectConfig) -> pl.DataFrame:
     """Alive rows, best first, with `_q` (quality, null as 0) and each quota group column filled."""
     alive = frame.filter(ALIVE)
-    extra = [pl.col("complexity").fill_null(0.0).alias("_c")] if "complexity" in alive.columns else [pl.lit(0.0).alias("_c")]
     alive = alive.with_columns(
         (pl.col("quality") if "quality" in alive.columns else pl.lit(1.0)).fill_null(0.0).cast(pl.Float64).alias("_q"),
-        *extra, _seeded_hash(alive["id"], cfg.seed).alias("_h"),
+        _seeded_hash(alive["id"], cfg.seed).alias("_h"),
     ).with_columns(
         (_steps(cfg.quality_step) if cfg.quality_step else pl.col("_q")).alias("_band"),
         *[(pl.col(g) if g in alive.columns else pl.lit(None, pl.String)).fill_null("unknown").alias(f"_{g}") for g in GROUPS],
     )
-    return alive.sort(["_band", "_c", "_h"], descending=[True, True, False])
+    return alive.sort(["_band", "_h"], descending=[True, False])
 
 
 def cap(cfg: SelectConfig, group: str, value: str) -> int | None:
@@ -65,19 +63,26 @@ def cap(cfg: SelectConfig, group: str, value: str) -> int | None:
 def candidates(frame: pl.DataFrame, cfg: SelectConfig) -> pl.DataFrame:
     """The rows selection examines, best first: these, and only these, need embeddings.
 
-    The first pool_factor x budget rows above the floor, skipping rows past pool_factor x quota in
-    their category or language: rows a full quota would refuse are never embedded.
+    The first pool_factor x budget rows above the floor, taking at most pool_factor x quota of a
+    category or language first; unless quotas are strict, the best rows over those caps fill the
+    places left, so that selection can still fill its budget when one group dominates the data.
     """
     rows = ranked(frame, cfg)
     if cfg.quality_floor is not None:
         rows = rows.filter(pl.col("_q") >= cfg.quality_floor)
     if cfg.budget is None or cfg.pool_factor is None:
         return rows.drop(HELPERS)
+    rows = rows.with_row_index("_order")
+    within = pl.lit(True)
     for group in GROUPS:
         limits = {v: cap(cfg, group, v) for v in rows[f"_{group}"].unique().to_list()}
         limit = pl.col(f"_{group}").replace_strict(limits, return_dtype=pl.Int64)
-        rows = rows.filter((pl.int_range(pl.len()).over(f"_{group}") < (limit * cfg.pool_factor).ceil()).fill_null(True))
-    return rows.head(math.ceil(cfg.pool_factor * cfg.budget)).drop(HELPERS)
+        within = within & (pl.int_range(pl.len()).over(f"_{group}") < (limit * cfg.pool_factor).ceil()).fill_null(True)
+    size = math.ceil(cfg.pool_factor * cfg.budget)
+    pool = rows.filter(within).head(size)
+    if not cfg.strict_quota:
+        pool = pl.concat([pool, rows.filter(~within).head(size - pool.height)]).sort("_order")
+    return pool.drop(HELPERS + ["_order"])
 
 
 class Tally:
@@ -122,7 +127,8 @@ class Greedy:
         self.out: dict[int, tuple] = {}
 
     def reject(self, i: int, code: DropReason, why: str) -> None:
-        self.out.setdefault(i, (None, code, why))
+        """Record why row i was not picked; a later pass that examines it again has the last word."""
+        self.out[i] = (None, code, why)
 
     def reject_rest(self, rows: np.ndarray, maxsim: np.ndarray, near: np.ndarray) -> None:
         """Every row still open: the budget is filled, or even the least similar is over the limit."""
@@ -175,15 +181,16 @@ def _choose(rows: pl.DataFrame, vectors: np.ndarray, cfg: SelectConfig) -> list[
     Places still open then go, best tier first, to over-quota rows (unless quotas are strict), and
     last to rows over the similarity limit, so a pool of at least `budget` rows fills the budget.
     """
-    tier = rows.select(pl.struct("_band", "_c").rle_id())[:, 0].to_numpy() if cfg.method == "deita" else np.zeros(len(rows))
+    tier = rows["_band"].rle_id().to_numpy() if cfg.method == "deita" else np.zeros(len(rows))
     tiers = np.split(np.arange(len(rows)), np.flatnonzero(np.diff(tier)) + 1)
     greedy = Greedy(rows, vectors, cfg)
     for idx in tiers:
         greedy.run(idx)
-    passes = ([(DropReason.QUOTA_FULL, False)] if not cfg.strict_quota else []) + [(DropReason.TOO_SIMILAR_TO_SELECTED, True)]
-    for code, relax_limit in passes:
+    quota, similar = {DropReason.QUOTA_FULL}, {DropReason.TOO_SIMILAR_TO_SELECTED}
+    passes = [(similar, True)] if cfg.strict_quota else [(quota, False), (quota | similar, True)]
+    for codes, relax_limit in passes:
         for idx in tiers:
-            waiting = [i for i in idx if greedy.out[i][0] is None and greedy.out[i][1] == code]
+            waiting = [i for i in idx if greedy.out[i][0] is None and greedy.out[i][1] in codes]
             if waiting and len(greedy.picks) < cfg.budget:
                 greedy.run(np.array(waiting), relax_quota=not cfg.strict_quota, relax_limit=relax_limit)
     return [(greedy.ids[i], *greedy.out[i]) for i in range(len(rows))]

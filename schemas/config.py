@@ -253,14 +253,16 @@ class SelectConfig(Stage):
         "deita",
         description="'deita': best quality step first and, within a step, the row least similar to the picks so far "
         "first; a row is accepted only if it is not too similar to any pick (max_similarity). 'kcenter': greedy "
-        "k-center over all candidates (each pick the one farthest from every pick so far), quality only as the floor.",
+        "k-center over all candidates (each pick the one farthest from every pick so far); quality only chooses "
+        "the candidate pool (pool_factor) and the floor.",
     )
     max_similarity: float | None = Field(
         0.6, gt=0, le=1,
         description="deita: a candidate is accepted only if its cosine SIMILARITY (1 = same meaning) to every row "
         "already accepted is below this; None: no limit. On MiniLM prompt embeddings 0.9+ is a paraphrase, 0.6-0.7 "
         "the same task on the same topic ('Summarize the story of Cinderella' / '... of The Little Prince', 0.63), "
-        "0.5 a related topic. A lower limit trades quality for diversity.",
+        "0.5 a related topic. A lower limit trades quality for diversity. When no candidate below the limit is "
+        "left before the budget is filled, the least similar of the rest take the places left (selection_reason says so).",
     )
     quality_floor: float | None = Field(
         0.25, ge=0, le=1,

@@ -196,3 +196,31 @@ def test_a_pool_too_alike_still_fills_the_budget_and_says_so():
     assert [out[i]["selected"] for i in ("s0", "s1", "s2")] == [True, True, False]
     assert out["s1"]["selection_reason"].endswith("(over the similarity limit: the pool ran out of rows below it)")
     assert out["s2"]["drop_reason"] == "too_similar_to_selected" and "to selected s0" in out["s2"]["drop_detail"]
+
+
+def one_category(n: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """n rows of one category, two near-copies of each direction, so quota and similarity both bind."""
+    return make([(f"r{i:02d}", 0.9 - i / 100, "coding", unit(1, (i // 2) * 0.3, 0, 0)) for i in range(n)])
+
+
+def test_a_dominant_category_still_fills_the_budget_unless_quotas_are_strict():
+    frame, emb = one_category(12)
+    loose = cfg(budget=10, category_quota={"*": 0.1}, pool_factor=2.0)
+    pool = candidates(frame, loose)
+    assert pool.height == 12, "over-quota rows top up the pool when quotas are not strict"
+    out = by_id(select(frame, emb, loose))
+    assert sum(r["selected"] for r in out.values()) == 10
+    assert all("over quota" in r["selection_reason"] for r in out.values() if r["selected"] and r["selection_rank"] > 1)
+
+    strict = cfg(budget=10, category_quota={"*": 0.1}, pool_factor=2.0, strict_quota=True)
+    pool = candidates(frame, strict)
+    assert pool.height == 2
+    out = by_id(select(frame, emb.filter(pl.col("id").is_in(pool["id"].implode())), strict))
+    assert sum(r["selected"] for r in out.values()) == 1
+    assert {r["drop_reason"] for r in out.values() if not r["selected"]} == {"quota_full", "budget_exhausted"}
+
+
+def test_rows_refused_for_quota_and_then_similarity_get_their_place_in_the_last_pass():
+    frame, emb = one_category(6)
+    out = by_id(select(frame, emb, cfg(budget=10, category_quota={"*": 0.1}, max_similarity=0.6)))
+    assert sum(r["selected"] for r in out.values()) == 6
