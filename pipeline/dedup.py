@@ -43,6 +43,12 @@ def signature_params(cfg: DedupConfig) -> str:
     return f"{INDEX_VERSION}|{cfg.fields}|{cfg.shingle}{cfg.ngram}|{cfg.num_perm}|{cfg.seed}"
 
 
+def _reusable(previous: pl.DataFrame | None, cfg: DedupConfig) -> bool:
+    """Earlier runs' keys and signatures serve as they are only when every one was made with these params."""
+    return (previous is not None and previous.height > 0 and previous.schema["signature"] == pl.Array(pl.UInt32, cfg.num_perm)
+            and bool(previous["params"].eq(signature_params(cfg)).all()))
+
+
 def _ranked(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> pl.DataFrame:
     """Alive rows and earlier-run rows, best keeper first: earlier runs, quality, response length, id."""
     score = pl.col("quality") if "quality" in frame.columns else pl.lit(None, pl.Float64)
@@ -50,8 +56,7 @@ def _ranked(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None
         "id", key=compared_text(cfg), earlier=pl.lit(False), score=score.cast(pl.Float64),
         length=pl.col("response").fill_null("").str.len_chars().cast(pl.Int64))
     if previous is not None:
-        same = previous["params"].eq(signature_params(cfg)).all()
-        old = previous.select("id", key=pl.col("key") if same else compared_text(cfg), earlier=pl.lit(True), score=pl.lit(None, pl.Float64), length=pl.lit(0, pl.Int64))
+        old = previous.select("id", key=pl.col("key") if _reusable(previous, cfg) else compared_text(cfg), earlier=pl.lit(True), score=pl.lit(None, pl.Float64), length=pl.lit(0, pl.Int64))
         rows = pl.concat([old, rows])
     rows = rows.sort(["earlier", "score", "length", "id"], descending=[True, True, True, False], nulls_last=True)
     return rows.with_row_index("rank").with_columns(group=pl.col("key") if cfg.exact else pl.col("rank"))
@@ -59,7 +64,7 @@ def _ranked(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None
 
 def _signatures(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> np.ndarray:
     """Signatures of every distinct text; earlier runs' come from their index when its params match."""
-    reuse = previous is not None and previous["params"].eq(signature_params(cfg)).all()
+    reuse = _reusable(previous, cfg)
     todo = ~groups["earlier"] if reuse else pl.Series([True] * groups.height)
     sig = np.empty((groups.height, cfg.num_perm), dtype=np.uint32)
     sig[todo.to_numpy()] = signatures(groups["key"].filter(todo), cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars)

@@ -126,6 +126,22 @@ def test_the_very_record_an_earlier_run_curated_is_seen(tmp_path):
     assert out["dup_of"].to_list() == ["old0", "old1"]
 
 
+def test_earlier_runs_with_other_params_or_nothing_curated_are_re_signed(tmp_path):
+    """An empty index, and indexes of 64 and 128 permutations mixed, never reuse a signature of the wrong width."""
+    empty = dedup(make([BASE], prefix="gone").with_columns(drop_reason=pl.lit("refusal")), DedupConfig(num_perm=64, bands=16))
+    (tmp_path / "empty").mkdir()
+    build_index(empty, DedupConfig(num_perm=64, bands=16)).write_parquet(tmp_path / "empty" / INDEX_FILE)
+    out = dedup(make([BASE, OTHER]), DedupConfig(), load_previous([str(tmp_path / "empty")]))
+    assert out["drop_reason"].to_list() == [None, None]
+    _first_run(tmp_path, DedupConfig())
+    (tmp_path / "small").mkdir()
+    build_index(make([("Something else entirely", "with its own answer")], prefix="s"),
+                DedupConfig(num_perm=64, bands=16)).write_parquet(tmp_path / "small" / INDEX_FILE)
+    mixed = load_previous([str(tmp_path / "run1"), str(tmp_path / "small")])
+    out = dedup(make([EDITED, ("Brand new", "content here")]), DedupConfig(), mixed)
+    assert out["drop_reason"].to_list() == [str(DropReason.SEEN_IN_EARLIER_RUN), None]
+
+
 def test_load_previous_needs_an_index(tmp_path):
     assert load_previous([]) is None
     with pytest.raises(FileNotFoundError, match=INDEX_FILE):
