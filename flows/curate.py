@@ -48,7 +48,7 @@ def ingest_task(inputs: list[dict], cfg: CurationConfig, run_dir: str) -> tuple[
     """Read and validate every input file; the quarantine is written beside the first stage."""
     log = get_run_logger()
     files = [i["path"] for i in inputs]
-    key = step_key(str([(i["path"], i["sha256"]) for i in inputs]), "ingest", ("ingest",), cfg, runinfo.version())
+    key = step_key(str([(i["path"], i["sha256"]) for i in inputs]), "ingest", ("ingest",), cfg, runinfo.code_version())
     out = Path(run_dir, "stages", f"ingest-{key}.parquet")
     qpath = out.with_name(f"quarantine-{key}.parquet")
     if out.exists() and qpath.exists():
@@ -68,7 +68,7 @@ def stage_task(index: int, previous: StageResult, cfg: CurationConfig, run_dir: 
     """Run one pipeline step on the previous step's output, or reuse its finished output."""
     log = get_run_logger()
     step = STEPS[index]
-    key = step_key(previous.key, step.name, step.sections, cfg, runinfo.version(), step.files(cfg))
+    key = step_key(previous.key, step.name, step.sections, cfg, runinfo.code_version(), step.files(cfg))
     out = Path(run_dir, "stages", f"{step.name}-{key}.parquet")
     if out.exists():
         log.info("%s: finished in an earlier run, reusing %s", step.name, out.name)
@@ -100,7 +100,7 @@ def export_task(last: StageResult, quarantine_path: str, cfg: CurationConfig, ru
         write_parquet(embeddings, run / "embeddings.parquet")
         names.append("embeddings.parquet")
     manifest = {
-        "winnow_version": runinfo.version(),
+        "winnow_version": runinfo.code_version(),
         "config": cfg.model_dump(mode="json"),
         "inputs": inputs,
         "counts": counts(ledger, quarantine),

@@ -8,6 +8,7 @@ import importlib
 
 import polars as pl
 
+from pipeline.embed import EMBEDDING_COLUMNS
 from schemas.ledger import LEDGER_COLUMNS, QUARANTINE_COLUMNS, STAGE_COLUMNS
 
 STAGE_MODULES = ("heuristics", "language", "decontam", "pii", "dedup", "category", "embed", "semantic", "select")
@@ -15,39 +16,17 @@ DOC_SCHEMA = {"table": pl.String, "column": pl.String, "dtype": pl.String, "set_
 
 
 def _stage_columns() -> list[tuple[str, str, pl.DataType, str]]:
-    """(module, column, dtype, meaning) for every stage module that exists and declares COLUMNS."""
-    found = []
-    for name in STAGE_MODULES:
-        try:
-            module = importlib.import_module(f"pipeline.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"pipeline.{name}":
-                raise
-            continue
-        for column, (dtype, meaning) in getattr(module, "COLUMNS", {}).items():
-            found.append((name, column, dtype, meaning))
-    return found
-
-
-def _embedding_columns() -> dict[str, tuple[pl.DataType, str]]:
-    try:
-        from pipeline.embed import EMBEDDING_COLUMNS
-    except ImportError:
-        return {}
-    return EMBEDDING_COLUMNS
+    """(module, column, dtype, meaning) for every stage module's COLUMNS."""
+    return [(name, column, dtype, meaning) for name in STAGE_MODULES
+            for column, (dtype, meaning) in getattr(importlib.import_module(f"pipeline.{name}"), "COLUMNS", {}).items()]
 
 
 def column_docs() -> pl.DataFrame:
-    """One row per documented column; a column two stages declare (dup_of) lists both in `set_by`."""
+    """One row per documented column, with the stage that sets it."""
     rows: dict[tuple[str, str], dict] = {}
 
     def add(table: str, column: str, dtype: pl.DataType, set_by: str, meaning: str) -> None:
-        key = (table, column)
-        if key in rows:
-            if set_by not in rows[key]["set_by"].split(", "):
-                rows[key]["set_by"] += f", {set_by}"
-            return
-        rows[key] = {"table": table, "column": column, "dtype": str(dtype), "set_by": set_by, "meaning": meaning}
+        rows.setdefault((table, column), {"table": table, "column": column, "dtype": str(dtype), "set_by": set_by, "meaning": meaning})
 
     for column, (dtype, meaning) in LEDGER_COLUMNS.items():
         add("ledger", column, dtype, "ingest", meaning)
@@ -57,7 +36,7 @@ def column_docs() -> pl.DataFrame:
         add("ledger", column, dtype, "export", meaning)
     for column, (dtype, meaning) in QUARANTINE_COLUMNS.items():
         add("quarantine", column, dtype, "ingest", meaning)
-    for column, (dtype, meaning) in _embedding_columns().items():
+    for column, (dtype, meaning) in EMBEDDING_COLUMNS.items():
         add("embeddings", column, dtype, "embed", meaning)
     return pl.DataFrame(list(rows.values()), schema=DOC_SCHEMA)
 

@@ -112,12 +112,12 @@ def ingest(paths: list[Path], cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataF
         quarantine += q
     schema = {name: dtype for name, (dtype, _) in LEDGER_COLUMNS.items()}
     if rows:
-        ledger = assign_ids(pl.DataFrame(rows, schema={"content_hash": pl.String, **{k: schema[k] for k in rows[0] if k in schema}}))
+        ledger = assign_ids(pl.DataFrame(rows, schema={k: schema[k] for k in rows[0] if k in schema}))
         ledger = ledger.with_columns(
             pl.when(pl.col("category").is_not_null()).then(pl.lit("given")).alias("category_source"),
             *(pl.lit(None, pl.String).alias(c) for c in ("drop_stage", "drop_reason", "drop_detail")),
-        ).select("id", "content_hash", *[c for c in schema if c != "id"])
+        ).select(*schema)
     else:
-        ledger = empty_frame(LEDGER_COLUMNS).with_columns(pl.lit(None, pl.String).alias("content_hash"))
+        ledger = empty_frame(LEDGER_COLUMNS)
     qframe = pl.DataFrame(quarantine, schema={k: d for k, (d, _) in QUARANTINE_COLUMNS.items()}) if quarantine else empty_frame(QUARANTINE_COLUMNS)
     return ledger, qframe

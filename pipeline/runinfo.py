@@ -1,6 +1,9 @@
 """What a manifest records about the software that made it."""
 
+import hashlib
+from functools import cache
 from importlib import metadata
+from pathlib import Path
 
 TRACKED = ("winnow", "polars", "pydantic", "prefect", "langdetect", "sentence-transformers",
            "torch", "transformers", "trl", "peft", "numpy")
@@ -11,6 +14,17 @@ def version() -> str:
         return metadata.version("winnow")
     except metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+@cache
+def code_version() -> str:
+    """The version plus a hash of the pipeline's and schemas' source: stage cache keys use it, so
+    editing the code (even without a new version) reruns the stages instead of reusing stale outputs."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("pipeline/*.py"), *root.glob("schemas/*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"{version()}+{digest.hexdigest()[:12]}"
 
 
 def packages(names: tuple[str, ...] = TRACKED) -> dict[str, str | None]:

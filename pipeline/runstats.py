@@ -13,7 +13,6 @@ import polars as pl
 
 SCORES = ("quality", "instruction_chars", "response_chars", "response_words", "alnum_share", "ngram_repeat_share",
           "line_repeat_share", "eval_overlap", "dup_similarity")
-NOT_SCORES = {"source_index", "n_turns", "selection_rank"}
 UNKNOWN = "(none)"
 ID_PATTERN = r"\b([0-9a-f]{32}(?:-\d+)?)\b"
 
@@ -101,7 +100,7 @@ def tally(ledger: pl.DataFrame, column: str) -> pl.DataFrame:
 def score_columns(ledger: pl.DataFrame) -> list[str]:
     """Numeric per-record signals worth a histogram: the known ones first, then any other float column."""
     known = [c for c in SCORES if c in ledger.columns]
-    other = [c for c, t in ledger.schema.items() if t.is_float() and c not in known and c not in NOT_SCORES]
+    other = [c for c, t in ledger.schema.items() if t.is_float() and c not in known]
     return known + other
 
 

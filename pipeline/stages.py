@@ -95,7 +95,7 @@ def _select(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     frame = semantic_dedup(frame, vectors, cfg.semantic)
     frame = select(frame, vectors, cfg.select)
     baseline = random_baseline(frame, cfg.select.seed).join(vectors.select("id"), on="id", how="anti")
-    if baseline.height:
+    if baseline.height and cfg.select.budget is not None:  # diversity is measured only against a budget
         vectors = pl.concat([vectors, embed(baseline, cfg.embed, embedder, cache)]).sort("id")
     write_parquet(vectors, ctx.side(EMBEDDINGS))
     return frame

@@ -1,7 +1,7 @@
 """Ledger and quarantine columns, and the one enum of drop reasons.
 
-This module is the single place where every column of the Parquet outputs is named, typed and
-explained; `winnow inspect`, the README and the tests read it from here.
+The columns every ledger has are named, typed and explained here; each stage module declares the
+columns it adds in its own `COLUMNS`, and `pipeline.columns` gathers them all for `winnow inspect`.
 """
 
 from enum import StrEnum
@@ -47,7 +47,8 @@ class DropReason(StrEnum):
 
 # column -> (dtype, meaning). Stages add the columns they own; these are always present.
 LEDGER_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
-    "id": (pl.String, "stable id: sha256 (32 hex) of the normalised messages"),
+    "id": (pl.String, "stable id: the content_hash, with -1, -2... for later exact copies of one conversation"),
+    "content_hash": (pl.String, "sha256 (32 hex) of the normalised messages"),
     "source": (pl.String, "input file the record came from"),
     "source_index": (pl.Int64, "position of the record in its file (0-based)"),
     "format": (pl.String, "detected input format (alpaca, dolly, sharegpt, openai, ...)"),
@@ -62,7 +63,7 @@ LEDGER_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "drop_detail": (pl.String, "human-readable evidence for the drop"),
 }
 
-# Columns added by later stages, documented here so the ledger explains itself.
+# Set when the run is exported.
 STAGE_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "status": (pl.String, "final fate: 'curated' or 'rejected'"),
 }
