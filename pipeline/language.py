@@ -33,8 +33,11 @@ def _base(lang: pl.Expr) -> pl.Expr:
 
 
 def detect_texts(texts: pl.Series, cfg: LanguageConfig, detector: LanguageDetector) -> pl.Series:
-    """Language per text: 'und' below `min_letters` letters, else the detector's answer (asked once per distinct text)."""
-    judgeable = (texts.str.count_matches(r"\p{L}") >= cfg.min_letters).fill_null(False)
+    """Language per text: 'und' below `min_letters` letters (a third as many for Chinese, Japanese and Korean
+    characters, which carry a word each and whose script settles the answer), else the detector's answer,
+    asked once per distinct text."""
+    cjk = texts.str.count_matches(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
+    judgeable = ((texts.str.count_matches(r"\p{L}") >= cfg.min_letters) | (cjk >= -(-cfg.min_letters // 3))).fill_null(False)
     distinct = texts.filter(judgeable).unique(maintain_order=True)
     found = pl.Series(detector.detect(distinct.to_list()), dtype=pl.String)
     return pl.select(pl.when(judgeable).then(texts.replace_strict(distinct, found, default=UND)).otherwise(pl.lit(UND))

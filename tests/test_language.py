@@ -100,3 +100,15 @@ def test_real_langdetect_on_mgsm_is_right_and_deterministic(mgsm):
     right = pooled.group_by("truth").agg((pl.col("lang").str.split("-").list.first() == pl.col("truth")).mean().alias("share"))
     assert right.filter(pl.col("share") < 0.95).height == 0, right.sort("share").head(3)
     assert set(pooled["lang_response"]) == {"und"}, "answers are numbers: too short to judge"
+
+
+def test_short_chinese_is_judged_by_its_script_short_english_is_not():
+    """Real lines of ../shared/data's Chinese Alpaca: 10-30 Han characters are enough; 6 Han and 15 Latin letters,
+    or 21 Latin letters, are not."""
+    frame = pl.DataFrame({"id": ["a", "b", "c"], "instruction": ["确定在量子力学发展中产生影响的人物", "列举五大主要的食物类别。",
+                                                              "Determine the outcome of 5+6"],
+                          "response": ["埃尔温·薛定谔（Erwin Schrödinger）", "谷物、蔬菜、水果、蛋白质和奶制品。", "11"]}).with_columns(
+        pl.lit(None, pl.String).alias(c) for c in ("drop_stage", "drop_reason", "drop_detail"))
+    out = language(frame, LanguageConfig(workers=1))
+    assert [lang.split("-")[0] for lang in out["lang"]] == ["zh", "zh", "und"]
+    assert out["lang_response"].to_list()[0] == "und" and out["lang_response"][1].startswith("zh")
