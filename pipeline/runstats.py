@@ -61,7 +61,9 @@ def counts(ledger: pl.DataFrame, quarantine: pl.DataFrame) -> dict[str, int]:
 
 def stage_order(ledger: pl.DataFrame, manifest: dict) -> list[str]:
     """Stages in run order (manifest), then any stage that dropped rows but the manifest does not list."""
-    order = [s["name"] for s in manifest.get("stages", []) if s.get("name") != "ingest"]
+    from pipeline.stages import DROP_STAGES
+
+    order = [m for s in manifest.get("stages", []) if s.get("name") != "ingest" for m in DROP_STAGES.get(s["name"], (s["name"],))]
     dropped = ledger["drop_stage"].drop_nulls().unique(maintain_order=True).to_list()
     return order + [s for s in dropped if s not in order]
 

@@ -70,6 +70,7 @@ class Step:
     sections: tuple[str, ...]
     run: Callable[[pl.DataFrame, Context], pl.DataFrame]
     files: Callable[[CurationConfig], list[str]] = lambda cfg: []  # side inputs whose content keys the output
+    marks: tuple[str, ...] = ()  # the drop_stage values it sets, in order, when not only its name
 
 
 def _decontam(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
@@ -107,8 +108,11 @@ STEPS: list[Step] = [
     Step("decontam", ("decontam",), _decontam, lambda cfg: list(cfg.decontam.eval_sets.values())),
     Step("pii", ("pii",), lambda f, ctx: pii(f, ctx.cfg.pii)),
     Step("dedup", ("dedup",), _dedup, lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs]),
-    Step("select", ("category", "embed", "semantic", "select"), _select),
+    Step("select", ("category", "embed", "semantic", "select"), _select, marks=("semantic", "select")),
 ]
+
+
+DROP_STAGES = {step.name: step.marks or (step.name,) for step in STEPS}
 
 
 def step_key(previous_key: str, name: str, sections: tuple[str, ...], cfg: CurationConfig, version: str,

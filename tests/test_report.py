@@ -93,7 +93,7 @@ def test_report_is_self_contained_deterministic_and_complete(tmp_path):
 def test_funnel_ends_at_the_curated_count_and_ingest_loses_the_quarantine(tmp_path):
     r = runstats.load_run(build_run(tmp_path))
     steps = runstats.funnel(r.ledger, r.quarantine, r.manifest)
-    assert steps["step"].to_list() == ["input", "ingest", "heuristics", "dedup", "select"]
+    assert steps["step"].to_list() == ["input", "ingest", "heuristics", "dedup", "semantic", "select"]  # select marks both
     assert steps.row(1) == ("ingest", 1, r.ledger.height)
     assert steps["remaining"][-1] == r.manifest["counts"]["curated"] == 4
     assert steps["dropped"].sum() == r.manifest["counts"]["input"] - 4
