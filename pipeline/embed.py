@@ -58,6 +58,7 @@ class SentenceTransformerEmbedder:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = SentenceTransformer(path, device=self.device, local_files_only=local)
         self.batch_size = batch_size
+        self.dimension = self.model.get_embedding_dimension()
         self.name = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.rstrip("/").split("/")[-1]) + "-" + _sha(model)[:8]
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -129,8 +130,9 @@ def embed(frame: pl.DataFrame, cfg: EmbedConfig, embedder: Embedder, cache_dir: 
     if found is not None:
         todo = todo.join(found.select("text_hash"), on="text_hash", how="anti", maintain_order="left")
     tables = [t for t in (found, _encode(todo, embedder, cache_dir) if todo.height else None) if t is not None and t.height]
-    if not tables:
-        return pl.DataFrame(schema={"id": pl.String, "embedding": pl.Array(pl.Float32, 1)})
+    if not tables:  # nothing to embed: keep the model's width so the file's type says what it holds
+        width = getattr(embedder, "dimension", 1)
+        return pl.DataFrame(schema={"id": pl.String, "embedding": pl.Array(pl.Float32, width)})
     table = pl.concat([t.cast(tables[-1].schema) for t in tables])
     return rows.join(table, on="text_hash", how="left", maintain_order="left").select("id", "embedding")
 
