@@ -14,7 +14,7 @@ from pipeline.io import read_items
 from pipeline.normalize import assign_ids, content_hash, normalize_text
 from schemas.config import IngestConfig
 from schemas.ledger import LEDGER_COLUMNS, QUARANTINE_COLUMNS, empty_frame
-from schemas.record import MODELS, Conversation, _single, _user_text, detect_format
+from schemas.record import MODELS, Conversation, ShareGPT, _single, _user_text, detect_format
 
 SNIFF = 200  # records looked at to detect a file's format
 
@@ -92,7 +92,9 @@ def ingest_file(path: Path, cfg: IngestConfig) -> tuple[list[dict], list[dict]]:
         else:
             try:
                 record = model.model_validate({inverse.get(k, k): v for k, v in obj.items()} if inverse else obj)
-                rows.extend(_row(conv, source, item.index, fmt) for conv in record.conversations())
+                convs = (record.conversations(cfg.skip_leading_replies) if isinstance(record, ShareGPT)
+                         else record.conversations())
+                rows.extend(_row(conv, source, item.index, fmt) for conv in convs)
             except ValidationError as err:
                 error = _one_line(err).replace("Value error, ", "")
             except ValueError as err:

@@ -104,9 +104,17 @@ class ShareGPTTurn(BaseModel):
 class ShareGPT(InputFormat):
     conversations_: list[ShareGPTTurn] = Field(alias="conversations")
 
-    def conversations(self):
-        return [Conversation(messages=[Message(role=SHAREGPT_ROLES[t.from_.lower()], content=t.value)
-                                       for t in self.conversations_])]
+    def conversations(self, skip_leading_replies: bool = False):
+        messages = [Message(role=SHAREGPT_ROLES[t.from_.lower()], content=t.value) for t in self.conversations_]
+        if skip_leading_replies:
+            system = messages[:1] if messages and messages[0].role == "system" else []
+            rest = messages[len(system):]
+            while rest and rest[0].role == "assistant":
+                rest = rest[1:]
+            if not rest and len(messages) > len(system):
+                raise ValueError("conversation has no user turn, only replies to a message the dump lost")
+            messages = system + rest
+        return [Conversation(messages=messages)]
 
 
 class OpenAI(InputFormat):

@@ -150,6 +150,17 @@ def test_csv_ragged_row_is_quarantined(tmp_path):
     assert ledger.height == 1 and q.height == 1 and "2 fields" in q["error"][0]
 
 
+def test_sharegpt_replies_to_a_lost_message_are_skipped_unless_asked_not_to(tmp_path):
+    turns = [{"from": "system", "value": "Be brief."}, {"from": "gpt", "value": "...as I said."},
+             {"from": "human", "value": "Why?"}, {"from": "gpt", "value": "Because."}]
+    path = tmp_path / "orphan.json"
+    path.write_text(json.dumps([{"conversations": turns}]))
+    ledger, q = run(path)
+    assert q.height == 0 and [m["role"] for m in ledger["messages"][0]] == ["system", "user", "assistant"]
+    ledger, q = run(path, skip_leading_replies=False)
+    assert ledger.height == 0 and "must start with a user turn" in q["error"][0]
+
+
 def test_missing_input_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="nope"):
         expand_inputs([str(tmp_path / "nope")])
@@ -162,6 +173,11 @@ def test_real_malformed_files(shared_data):
     assert tail.height == 1 and "end of file" in tail["error"][0]
     complete = tail["source_index"][0]  # records before the cut
     assert ledger["source_index"].n_unique() + q.filter(pl.col("stage") == "validate").height == complete
+    assert q.filter(pl.col("stage") == "validate").height < 20, "replies to a lost first message are skipped"
+    strict, sq = run(sharegpt, skip_leading_replies=False)
+    orphans = sq.filter(pl.col("error").str.contains("must start with a user turn"))
+    only_replies = set(q.filter(pl.col("error").str.contains("only replies"))["source_index"])
+    assert orphans.height > 150 and set(orphans["source_index"]) <= set(ledger["source_index"]) | only_replies
     zh, zq = run(shared_data / "malformed" / "alpaca_zh_trailing_comma.json")
     assert zh.height > 2500 and zq.height == 1 and "trailing comma" in zq["error"][0]
 
