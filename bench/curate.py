@@ -5,6 +5,7 @@ against the alive rows a naive pipeline would embed, and the curated set's diver
 to a random sample of the same size drawn from the same pool in the same run.
 
     .venv/bin/python bench/curate.py [--data ../shared/data/alpaca/alpaca_data.json] [--budget 1000]
+                                     [--language-backend fasttext]
 
 A fresh embedding cache is used (WINNOW_CACHE points into the run directory), so encoding is timed.
 """
@@ -24,6 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "alpaca" / "alpaca_data.json"))
     parser.add_argument("--budget", type=int, default=1000)
+    parser.add_argument("--language-backend", default="langdetect", choices=["langdetect", "fasttext"])
     args = parser.parse_args()
     if not Path(args.data).is_file():
         sys.exit(f"no data at {args.data} (../shared/data is needed)")
@@ -35,7 +37,8 @@ def main() -> None:
     from schemas.config import CurationConfig
 
     start = time.perf_counter()
-    manifest = curate(inputs=[args.data], out=str(run / "out"), config=CurationConfig(select={"budget": args.budget}))
+    manifest = curate(inputs=[args.data], out=str(run / "out"), config=CurationConfig(
+        select={"budget": args.budget}, language={"backend": args.language_backend}))
     wall = time.perf_counter() - start
     counts = manifest["counts"]
 
