@@ -2,7 +2,8 @@
 
 Encoding is the costliest step on CPU (about 100 short prompts/s on 2 idle cores, 20-30/s on busy
 ones), so only the rows passed in are embedded, and a text a model embedded once is read back from
-the cache, never encoded again. The cache is keyed by the model's name as configured, not its weights.
+the cache, never encoded again. The cache is keyed by the model's name as configured (not its
+weights) and the device kind.
 """
 
 import hashlib
@@ -59,7 +60,10 @@ class SentenceTransformerEmbedder:
         self.model = SentenceTransformer(path, device=self.device, local_files_only=local)
         self.batch_size = batch_size
         self.dimension = self.model.get_embedding_dimension()
-        self.name = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.rstrip("/").split("/")[-1]) + "-" + _sha(model)[:8]
+        # The cache is per model and device kind: GPU and CPU vectors differ in their last bits, and a run must
+        # not depend on which machine filled the cache first.
+        short = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.rstrip("/").split("/")[-1])
+        self.name = f"{short}-{_sha(model)[:8]}-{self.device.split(':')[0]}"
 
     def encode(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
