@@ -52,8 +52,6 @@ CASES = [  # (reason, field, real text that identifies the record, evidence expe
     ("empty_response", "output", "", "empty"),
     ("short_response", "instruction", "Predict the next musical note given the musical sequence.", "1 chars < 2"),
     ("placeholder", "output", "<nooutput>", "<nooutput>"),
-    ("placeholder", "input", "N/A", "N/A"),
-    ("placeholder", "instruction", "How does the aging process affect the heart?", "<noinput>"),
     ("refusal", "output", "Sorry, the task requires a visual output which cannot be generated", "Sorry, the task"),
     ("refusal", "output", "This instruction cannot be completed by a GPT language model.", "This instruction cannot"),
     ("unsupported_modality", "input", "[Photo of a bridge in the forest]", "photo"),
@@ -79,15 +77,26 @@ def test_rule_on_real_alpaca_record(tmp_path, alpaca, reason, field, text, evide
 def test_good_records_and_near_misses_stay(tmp_path, alpaca):
     """Clean answers, and texts that look like a rule but are not: an apology written on request, a
     fact about OpenAI, a letter's sign-off, a corrected sentence differing from its input by a period,
-    a one-digit answer to a sum."""
+    a one-digit answer to a sum, and Alpaca records whose input says there is none ('N/A', '<noinput>')."""
     keep = [alpaca[0], alpaca[1], alpaca[2],
             find(alpaca, "output", "I'm sorry to hear that. It must be very difficult for you."),
             find(alpaca, "output", "GPT-3 is an advanced autoregressive language model developed by OpenAI"),
             find(alpaca, "instruction", "Write a memo to inform employees about the new dress code policy."),
             find(alpaca, "instruction", "Add a punctuation mark to the sentence to make it valid."),
             find(alpaca, "output", "I don't have a pen."),
-            find(alpaca, "instruction", "Calculate the average of the numbers in this list: 8, 6, 5, 9")]
+            find(alpaca, "instruction", "Calculate the average of the numbers in this list: 8, 6, 5, 9"),
+            next(r for r in alpaca if r["input"] == "N/A" and len(r["output"]) > 40),
+            find(alpaca, "instruction", "How does the aging process affect the heart?")]
     assert verdicts(tmp_path, keep) == [(None, None)] * len(keep)
+
+
+def test_placeholder_line_in_a_prompt_is_dropped(tmp_path, alpaca):
+    """Outside Alpaca's input field (which ingest reads as 'no input'), a placeholder line is junk."""
+    record = find(alpaca, "instruction", "How does the aging process affect the heart?")
+    chat = {"messages": [{"role": "user", "content": f"{record['instruction']}\n\n<noinput>"},
+                         {"role": "assistant", "content": record["output"]}]}
+    [(reason, detail)] = verdicts(tmp_path, [chat])
+    assert reason == "placeholder" and "<noinput>" in detail
 
 
 def test_refusal_and_identity_in_gpt4_answers(tmp_path, gpt4):

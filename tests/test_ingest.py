@@ -161,6 +161,14 @@ def test_sharegpt_replies_to_a_lost_message_are_skipped_unless_asked_not_to(tmp_
     assert ledger.height == 0 and "must start with a user turn" in q["error"][0]
 
 
+def test_an_input_that_says_there_is_none_is_empty(tmp_path):
+    rows = [{"instruction": "Name a colour.", "input": marker, "output": "Blue."} for marker in ("<noinput>", "No input", "N/A", "")]
+    rows.append({"instruction": "Name a colour.", "input": "None of the primary ones.", "output": "Green."})
+    ledger, q = run(write(tmp_path / "a.json", rows))
+    assert q.height == 0 and ledger["instruction"].to_list() == ["Name a colour."] * 4 + ["Name a colour.\n\nNone of the primary ones."]
+    assert ledger["id"].to_list()[1:4] == [f"{ledger['id'][0]}-{i}" for i in (1, 2, 3)], "one conversation, four spellings"
+
+
 def test_missing_input_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="nope"):
         expand_inputs([str(tmp_path / "nope")])
