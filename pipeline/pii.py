@@ -47,17 +47,18 @@ def valid_cards(texts: pl.Series) -> pl.DataFrame:
 
 
 def _emails(text: pl.Expr, ignore_examples: bool) -> pl.Expr:
+    """The e-mail addresses in each text that count: those off the example domains when they are ignored."""
     found = text.str.extract_all(PATTERNS["email"])
     if ignore_examples:
         found = found.list.eval(pl.element().filter(~pl.element().str.contains(EXAMPLE_DOMAIN)))
-    return found.list.len() > 0
+    return found
 
 
 def pii(frame: pl.DataFrame, cfg: PiiConfig) -> pl.DataFrame:
     """Add pii_email/phone/ip/card flags for every row; drop flagged alive rows when action is 'drop'."""
     text = pl.concat_str([pl.col("instruction"), pl.col("response")], separator="\n", ignore_nulls=True)
     flags = {
-        "email": _emails(text, cfg.ignore_example_domains),
+        "email": _emails(text, cfg.ignore_example_domains).list.len() > 0,
         "phone": text.str.contains(PATTERNS["phone"]),
         "ip": text.str.contains(PATTERNS["ip"]),
     }
@@ -79,9 +80,7 @@ def _literals(texts: pl.Series, cfg: PiiConfig) -> dict[str, str]:
     if "card" in cfg.kinds:
         found |= dict.fromkeys(valid_cards(texts)["card"].to_list(), PLACEHOLDERS["card"])
     if "email" in cfg.kinds:
-        emails = texts.str.extract_all(PATTERNS["email"]).explode().drop_nulls()
-        if cfg.ignore_example_domains:
-            emails = emails.filter(~emails.str.contains(EXAMPLE_DOMAIN))
+        emails = pl.select(_emails(pl.lit(texts), cfg.ignore_example_domains)).to_series().explode().drop_nulls()
         found |= dict.fromkeys(emails.to_list(), PLACEHOLDERS["email"])
     return dict(sorted(found.items(), key=lambda kv: (-len(kv[0]), kv[0])))  # longest first: no partial overlaps
 
