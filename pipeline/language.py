@@ -3,7 +3,9 @@
 Only rows still alive are read. Each text is cut to a prefix (code blocks and URLs removed, since
 they say nothing about the human language); a prefix with too few letters is `und` without asking
 the detector. `lang` is the instruction's language, or the response's where the instruction is
-`und`. Languages are compared by their base code, so zh-cn and zh-tw agree.
+`und`. Whatever the backend answers, `lang` holds one code per language (the BCP-47 primary
+subtag: langdetect's zh-cn and zh-tw, and fastText's zh, are all zh), the spelling the config's
+`language.allow` and `select.language_quota` use.
 """
 
 import polars as pl
@@ -15,8 +17,9 @@ from schemas.ledger import DropReason
 
 STAGE = "language"
 COLUMNS: dict[str, tuple[pl.DataType, str]] = {
-    "lang": (pl.String, "language of the instruction (langdetect codes: en, de, zh-cn...), the response's where "
-             "the instruction is 'und' (too short to judge); null for rows dropped before this stage"),
+    "lang": (pl.String, "language of the instruction as a BCP-47 primary subtag (ISO 639-1 where there is one: en, de, "
+             "zh for any Chinese), the response's where the instruction is 'und' (too short to judge); null for rows "
+             "dropped before this stage"),
     "lang_response": (pl.String, "language of the response, or 'und'"),
     "lang_mismatch": (pl.Boolean, "instruction and response are judged, and in different languages"),
 }
@@ -28,8 +31,17 @@ def prefix(text: pl.Expr, max_chars: int) -> pl.Expr:
     return cleaned.str.strip_chars().str.slice(0, max_chars)
 
 
-def _base(lang: pl.Expr) -> pl.Expr:
-    return lang.str.split("-").list.first()
+def _canonical(code: str | None) -> str:
+    try:
+        return LanguageConfig.canonical_code(code)
+    except (ValueError, AttributeError):
+        return UND
+
+
+def canonical(langs: pl.Series) -> pl.Series:
+    """The detector's answers as one code per language (zh-cn, zh-tw, zh -> zh); anything not a code is 'und'."""
+    distinct = langs.unique(maintain_order=True)
+    return langs.replace_strict(distinct, [_canonical(code) for code in distinct], return_dtype=pl.String)
 
 
 def detect_texts(texts: pl.Series, cfg: LanguageConfig, detector: LanguageDetector) -> pl.Series:
@@ -39,13 +51,13 @@ def detect_texts(texts: pl.Series, cfg: LanguageConfig, detector: LanguageDetect
     cjk = texts.str.count_matches(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
     judgeable = ((texts.str.count_matches(r"\p{L}") >= cfg.min_letters) | (cjk >= -(-cfg.min_letters // 3))).fill_null(False)
     distinct = texts.filter(judgeable).unique(maintain_order=True)
-    found = pl.Series(detector.detect(distinct.to_list()), dtype=pl.String)
+    found = canonical(pl.Series(detector.detect(distinct.to_list()), dtype=pl.String))
     return pl.select(pl.when(judgeable).then(texts.replace_strict(distinct, found, default=UND)).otherwise(pl.lit(UND))
                      .alias("lang")).to_series()
 
 
 def _allowed(lang: pl.Expr, cfg: LanguageConfig) -> pl.Expr:
-    admitted = lang.is_in(cfg.allow or []) | _base(lang).is_in(cfg.allow or [])
+    admitted = lang.is_in(cfg.allow or [])
     return admitted | (lang == UND) if cfg.keep_undetermined else admitted
 
 
@@ -62,7 +74,7 @@ def language(frame: pl.DataFrame, cfg: LanguageConfig, detector: LanguageDetecto
     found = found.with_columns(
         pl.when(pl.col("lang_instruction") == UND).then("lang_response").otherwise("lang_instruction").alias("lang"),
         ((pl.col("lang_instruction") != UND) & (pl.col("lang_response") != UND)
-         & (_base(pl.col("lang_instruction")) != _base(pl.col("lang_response")))).alias("lang_mismatch"),
+         & (pl.col("lang_instruction") != pl.col("lang_response"))).alias("lang_mismatch"),
     )
     frame = frame.join(found, on="id", how="left", maintain_order="left")
     if cfg.allow is not None:

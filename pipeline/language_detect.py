@@ -27,7 +27,8 @@ class LanguageDetector(Protocol):
     """Anything that names the language of each text."""
 
     def detect(self, texts: Sequence[str]) -> list[str]:
-        """An ISO 639-1 code (langdetect style: en, zh-cn) per text, or 'und' where it cannot judge."""
+        """The backend's own code per text (langdetect: en, zh-cn; fastText: en, zh, ceb), or 'und' where it cannot
+        judge; the language stage turns them into one code per language."""
         ...
 
 

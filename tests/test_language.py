@@ -1,5 +1,6 @@
 """Language: stage logic with a fake detector, and the real seeded langdetect on MGSM (11 languages)."""
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -7,9 +8,10 @@ import pytest
 
 from pipeline.language import COLUMNS, language, prefix
 from pipeline.language_detect import LangdetectDetector, detect_one, script_hint
-from schemas.config import LanguageConfig
+from schemas.config import ConfigError, LanguageConfig, parse_config
 
 MGSM = Path(__file__).resolve().parents[2] / "shared" / "data" / "multilingual" / "mgsm"
+ALPACA_ZH = MGSM.parent / "alpaca_zh" / "zh-data-part-00.json"
 MGSM_LANGS = ["bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh"]  # all in langdetect's profiles
 
 
@@ -43,8 +45,8 @@ PAIRS = [("en:" + LONG, "en:" + LONG), ("fr:" + LONG, "en:" + LONG), ("short", "
 def test_columns_und_fallback_and_mismatch():
     detector = FakeDetector()
     out = language(frame(PAIRS, dropped={5}), LanguageConfig(), detector)
-    assert out["lang"].to_list() == ["en", "fr", "de", "zh-cn", "und", None]
-    assert out["lang_response"].to_list() == ["en", "en", "de", "zh-tw", "und", None]
+    assert out["lang"].to_list() == ["en", "fr", "de", "zh", "und", None]
+    assert out["lang_response"].to_list() == ["en", "en", "de", "zh", "und", None]
     assert out["lang_mismatch"].to_list() == [False, True, False, False, False, None]
     assert out["drop_reason"].to_list() == [None] * 5 + ["refusal"]
     assert {c: out.schema[c] for c in COLUMNS} == {c: d for c, (d, _) in COLUMNS.items()}
@@ -97,7 +99,7 @@ def test_real_langdetect_on_mgsm_is_right_and_deterministic(mgsm):
     pooled = language(mgsm, LanguageConfig(workers=2))
     single = language(mgsm, LanguageConfig(), LangdetectDetector(workers=1, chunk=97))
     assert pooled["lang"].to_list() == single["lang"].to_list()
-    right = pooled.group_by("truth").agg((pl.col("lang").str.split("-").list.first() == pl.col("truth")).mean().alias("share"))
+    right = pooled.group_by("truth").agg((pl.col("lang") == pl.col("truth")).mean().alias("share"))
     assert right.filter(pl.col("share") < 0.95).height == 0, right.sort("share").head(3)
     assert set(pooled["lang_response"]) == {"und"}, "answers are numbers: too short to judge"
 
@@ -110,8 +112,8 @@ def test_short_chinese_is_judged_by_its_script_short_english_is_not():
                           "response": ["埃尔温·薛定谔（Erwin Schrödinger）", "谷物、蔬菜、水果、蛋白质和奶制品。", "11"]}).with_columns(
         pl.lit(None, pl.String).alias(c) for c in ("drop_stage", "drop_reason", "drop_detail"))
     out = language(frame, LanguageConfig(workers=1))
-    assert [lang.split("-")[0] for lang in out["lang"]] == ["zh", "zh", "und"]
-    assert out["lang_response"].to_list()[0] == "und" and out["lang_response"][1].startswith("zh")
+    assert out["lang"].to_list() == ["zh", "zh", "und"]
+    assert out["lang_response"].to_list()[:2] == ["und", "zh"]
 
 
 def test_fasttext_backend_on_mgsm_is_right_and_deterministic(mgsm):
@@ -124,6 +126,38 @@ def test_fasttext_backend_on_mgsm_is_right_and_deterministic(mgsm):
     judged = pl.col("lang") != "und"
     stats = out.group_by("truth").agg(
         judged.mean().alias("named"),
-        (pl.col("lang").str.split("-").list.first() == pl.col("truth")).filter(judged).mean().alias("right"))
+        (pl.col("lang") == pl.col("truth")).filter(judged).mean().alias("right"))
     assert stats.filter(pl.col("right") < 0.99).height == 0, stats.sort("right").head(3)
     assert stats.filter((pl.col("named") < 0.95) & (pl.col("truth") != "sw")).height == 0, stats.sort("named").head(3)
+
+
+def test_one_code_per_language_whatever_the_detector_spells():
+    """Region and case variants are one language; fastText's Wikipedia label 'als' (Alemannic) is ISO 639's 'gsw';
+    an answer that is no code at all is 'und', not an error."""
+    pairs = [(f"{code}:{LONG}", f"{code}:{LONG}") for code in ("zh-cn", "zh-tw", "zh", "ZH-Hant", "pt_BR", "als", "??")]
+    out = language(frame(pairs), LanguageConfig(drop_mismatch=True), FakeDetector())
+    assert out["lang"].to_list() == ["zh", "zh", "zh", "zh", "pt", "gsw", "und"]
+    assert out["drop_reason"].null_count() == len(pairs), "zh-cn beside zh-tw is no mismatch"
+
+
+def test_allow_list_reads_old_spellings_and_rejects_non_codes():
+    assert LanguageConfig(allow=["zh-cn", "zh-TW", "en_US", "EN"]).allow == ["zh", "en"]
+    out = language(frame(PAIRS), LanguageConfig(allow=["zh-cn"], keep_undetermined=False), FakeDetector())
+    assert out["drop_reason"].to_list() == ["language", "language", "language", None, "language", "language"]
+    assert out["drop_detail"][0] == "language en not in the allow-list zh"
+    with pytest.raises(ConfigError, match=r"^invalid config: language\.allow: .*'english' is not a language code"):
+        parse_config({"language": {"allow": ["english"]}})
+
+
+@pytest.mark.parametrize("backend", ["langdetect", "fasttext"])
+def test_chinese_alpaca_gets_one_code_from_either_backend(backend):
+    """Real Chinese Alpaca rows: langdetect said zh-cn, zh-tw or (where the script overruled it) zh, fastText zh;
+    now every Chinese row is 'zh' from both, and no code carries a region."""
+    if not ALPACA_ZH.is_file():
+        pytest.skip("../shared/data is not present")
+    records = json.loads(ALPACA_ZH.read_text(encoding="utf-8"))[:400]
+    rows = frame([(f"{r['instruction']}\n\n{r['input']}".strip(), r["output"]) for r in records])
+    out = language(rows, LanguageConfig(backend=backend, workers=1))
+    codes = pl.concat([out["lang"], out["lang_response"]])
+    assert (out["lang"] == "zh").mean() >= 0.9
+    assert not codes.str.contains("-").any(), codes.filter(codes.str.contains("-")).unique().to_list()
