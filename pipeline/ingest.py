@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
-from pipeline.io import read_items
+from pipeline.io import read_file
 from pipeline.normalize import assign_ids, content_hash, normalize_text
 from schemas.config import IngestConfig
-from schemas.ledger import LEDGER_COLUMNS, QUARANTINE_COLUMNS, empty_frame
+from schemas.ledger import LEDGER_COLUMNS, QUARANTINE_COLUMNS, READ_COLUMNS, empty_frame
 from schemas.record import MODELS, Conversation, ShareGPT, _single, _user_text, detect_format
 
 SNIFF = 200  # records looked at to detect a file's format
@@ -47,8 +47,32 @@ def _raw_text(obj: object, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more chars]"
 
 
+def utf8_safe(text: str | None) -> str | None:
+    """The text with lone surrogates (JSON's "\\ud800", which Python accepts) spelled as escapes, so Parquet can store it."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _surrogate_error(err: UnicodeEncodeError) -> str:
+    return (f"text holds a lone surrogate ({ascii(err.object[err.start:err.end])}): a broken \\u escape in the "
+            "source, which UTF-8 (and so Parquet) cannot store")
+
+
+def _messages(conv_messages) -> list[dict]:
+    return [{"role": m.role, "content": normalize_text(m.content)} for m in conv_messages]
+
+
 def _row(conv: Conversation, source: str, index: int, fmt: str) -> dict:
-    messages = [{"role": m.role, "content": normalize_text(m.content)} for m in conv.messages]
+    """One ledger row; raises UnicodeEncodeError when any of its text cannot be stored as UTF-8."""
+    messages = _messages(conv.messages)
+    rejected = _messages(conv.rejected) if conv.rejected is not None else None
+    category = conv.category.strip() if conv.category and conv.category.strip() else None
+    "\x1f".join([category or "", *(m["content"] for m in rejected or ())]).encode("utf-8")
     return {
         "content_hash": content_hash(messages),
         "source": source,
@@ -58,7 +82,8 @@ def _row(conv: Conversation, source: str, index: int, fmt: str) -> dict:
         "instruction": "\n\n".join(m["content"] for m in messages if m["role"] == "user"),
         "response": "\n\n".join(m["content"] for m in messages if m["role"] == "assistant"),
         "n_turns": sum(m["role"] == "assistant" for m in messages),
-        "category": conv.category.strip() if conv.category and conv.category.strip() else None,
+        "rejected_messages": rejected,
+        "category": category,
     }
 
 
@@ -71,10 +96,29 @@ def _choose_model(objs: list[dict], cfg: IngestConfig):
     return (name, MODELS[name]) if name else (None, None)
 
 
-def ingest_file(path: Path, cfg: IngestConfig) -> tuple[list[dict], list[dict]]:
-    """Rows and quarantine rows of one file."""
-    source = str(path)
-    items = list(read_items(path, cfg.max_raw_chars, cfg.csv_separator))
+def _validate(obj: object, model, inverse: dict | None, cfg: IngestConfig, source: str, index: int, fmt: str) -> tuple[list[dict], str | None]:
+    """(ledger rows, None) for a valid record, ([], one-line error) for anything else."""
+    if not isinstance(obj, dict):
+        return [], f"record is a {type(obj).__name__}, expected a JSON object"
+    if model is None:
+        return [], f"unrecognised record shape (keys: {', '.join(sorted(obj)[:8])}); map it with ingest.field_map"
+    try:
+        record = model.model_validate({inverse.get(k, k): v for k, v in obj.items()} if inverse else obj)
+        convs = (record.conversations(cfg.skip_leading_replies) if isinstance(record, ShareGPT)
+                 else record.conversations())
+        return [_row(conv, source, index, fmt) for conv in convs], None
+    except ValidationError as err:
+        return [], _one_line(err).replace("Value error, ", "")
+    except UnicodeEncodeError as err:
+        return [], _surrogate_error(err)
+    except ValueError as err:
+        return [], str(err).splitlines()[0]
+
+
+def ingest_file(path: Path, cfg: IngestConfig) -> tuple[list[dict], list[dict], dict]:
+    """Rows and quarantine rows of one file, and what was read from it (READ_COLUMNS)."""
+    source = utf8_safe(str(path))
+    items, lines = read_file(path, cfg.max_raw_chars, cfg.csv_separator)
     quarantine = [dict(source=source, source_index=i.index, offset=i.offset, stage=i.stage, error=i.error, raw=i.raw)
                   for i in items if i.error]
     parsed = [i for i in items if not i.error]
@@ -83,35 +127,26 @@ def ingest_file(path: Path, cfg: IngestConfig) -> tuple[list[dict], list[dict]]:
     inverse = {v: k for k, v in (cfg.field_map or {}).items()} if fmt == "mapped" else None
     rows = []
     for item in parsed:
-        obj = item.obj
-        error = None
-        if not isinstance(obj, dict):
-            error = f"record is a {type(obj).__name__}, expected a JSON object"
-        elif model is None:
-            error = f"unrecognised record shape (keys: {', '.join(sorted(obj)[:8])}); map it with ingest.field_map"
-        else:
-            try:
-                record = model.model_validate({inverse.get(k, k): v for k, v in obj.items()} if inverse else obj)
-                convs = (record.conversations(cfg.skip_leading_replies) if isinstance(record, ShareGPT)
-                         else record.conversations())
-                rows.extend(_row(conv, source, item.index, fmt) for conv in convs)
-            except ValidationError as err:
-                error = _one_line(err).replace("Value error, ", "")
-            except ValueError as err:
-                error = str(err).splitlines()[0]
+        got, error = _validate(item.obj, model, inverse, cfg, source, item.index, fmt)
+        rows += got
         if error:
             quarantine.append(dict(source=source, source_index=item.index, offset=None, stage="validate",
-                                   error=error, raw=_raw_text(obj, cfg.max_raw_chars)))
-    return rows, quarantine
+                                   error=error, raw=_raw_text(item.obj, cfg.max_raw_chars)))
+    for q in quarantine:
+        q["error"], q["raw"] = utf8_safe(q["error"]), utf8_safe(q["raw"])
+    read = {"source": source, "format": fmt, "lines": lines, "records": sum(i.index is not None for i in items),
+            "notes": sum(i.index is None for i in items), "ledger_rows": len(rows), "quarantine_rows": len(quarantine)}
+    return rows, quarantine, read
 
 
-def ingest(paths: list[Path], cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The ledger's first columns for every valid record, and the quarantine, over all files."""
-    rows, quarantine = [], []
+def ingest_counted(paths: list[Path], cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The ledger's first columns for every valid record, the quarantine, and per file what was read."""
+    rows, quarantine, reads = [], [], []
     for path in paths:
-        r, q = ingest_file(path, cfg)
+        r, q, read = ingest_file(path, cfg)
         rows += r
         quarantine += q
+        reads.append(read)
     schema = {name: dtype for name, (dtype, _) in LEDGER_COLUMNS.items()}
     if rows:
         ledger = assign_ids(pl.DataFrame(rows, schema={k: schema[k] for k in rows[0] if k in schema}))
@@ -122,4 +157,11 @@ def ingest(paths: list[Path], cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataF
     else:
         ledger = empty_frame(LEDGER_COLUMNS)
     qframe = pl.DataFrame(quarantine, schema={k: d for k, (d, _) in QUARANTINE_COLUMNS.items()}) if quarantine else empty_frame(QUARANTINE_COLUMNS)
-    return ledger, qframe
+    read = pl.DataFrame(reads, schema={k: d for k, (d, _) in READ_COLUMNS.items()}) if reads else empty_frame(READ_COLUMNS)
+    return ledger, qframe, read
+
+
+def ingest(paths: list[Path], cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The ledger's first columns and the quarantine (`ingest_counted` without the read counts)."""
+    ledger, quarantine, _ = ingest_counted(paths, cfg)
+    return ledger, quarantine

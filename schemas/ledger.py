@@ -56,6 +56,8 @@ LEDGER_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "instruction": (pl.String, "all user turns joined by a blank line"),
     "response": (pl.String, "all assistant turns joined by a blank line"),
     "n_turns": (pl.Int32, "number of assistant turns"),
+    "rejected_messages": (pl.List(MESSAGE), "preference pairs (HH-RLHF `chosen`/`rejected`): the rejected conversation, "
+                          "kept for a later preference export; `messages` is the chosen one. Null for other formats"),
     "category": (pl.String, "task type, from the source when given"),
     "category_source": (pl.String, "'given' (from the source) or 'inferred'"),
     "drop_stage": (pl.String, "stage that dropped the record; null while alive"),
@@ -72,9 +74,23 @@ QUARANTINE_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "source": (pl.String, "input file"),
     "source_index": (pl.Int64, "record position in the file, or null when no record boundary is known"),
     "offset": (pl.Int64, "byte offset (JSON) or line number (JSONL, CSV) of the bad spot, when known"),
-    "stage": (pl.String, "'read' (file unreadable), 'parse' (not valid JSON/CSV) or 'validate' (wrong shape)"),
+    "stage": (pl.String, "'read' (file unreadable, empty, or its compressed stream cut short), 'parse' (not valid "
+              "JSON/CSV) or 'validate' (wrong shape)"),
     "error": (pl.String, "what was wrong, in one line"),
     "raw": (pl.String, "the raw text of the record, cut to `ingest.max_raw_chars`"),
+}
+
+
+# One row per input file, counted while it was read (manifest `read`); the counts check holds the
+# ledger and the quarantine to these numbers.
+READ_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    "source": (pl.String, "input file"),
+    "format": (pl.String, "detected input format, null when none matched"),
+    "lines": (pl.Int64, "non-blank lines of text (rows for Parquet and Arrow)"),
+    "records": (pl.Int64, "records read, parsed or not: each has a source_index in the ledger or the quarantine"),
+    "notes": (pl.Int64, "quarantine rows about the file rather than a record (unreadable, empty, cut short, trailing comma)"),
+    "ledger_rows": (pl.Int64, "conversations validated (a self-instruct record gives one per instance)"),
+    "quarantine_rows": (pl.Int64, "quarantine rows written for the file"),
 }
 
 

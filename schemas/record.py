@@ -7,7 +7,7 @@ picks the model for a file from the keys of its records.
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator, model_validator
 
 Role = Literal["system", "user", "assistant"]
 
@@ -27,6 +27,7 @@ class Conversation(BaseModel):
 
     messages: list[Message]
     category: str | None = None
+    rejected: list[Message] | None = None  # the dispreferred conversation of a preference pair
 
     @model_validator(mode="after")
     def _well_formed(self):
@@ -46,11 +47,9 @@ class Conversation(BaseModel):
 
 
 class InputFormat(BaseModel):
-    """A raw record shape; extra keys (ids, metadata) are allowed and ignored."""
+    """A raw record shape; extra keys (ids, `name`, `keys`, any metadata of any type) are ignored."""
 
     model_config = ConfigDict(extra="ignore")
-    name: str = ""  # overridden as a ClassVar-like default per subclass
-    keys: tuple[str, ...] = ()
 
     def conversations(self) -> list[Conversation]:
         raise NotImplementedError
@@ -128,11 +127,100 @@ class ShareGPT(InputFormat):
         return [Conversation(messages=messages)]
 
 
+TEXT_PARTS = ("text", "input_text", "output_text")
+TOOL_ROLES = ("tool", "function", "ipython")
+TOOL_USE = ("tool-use conversation (assistant tool_calls, or tool/function turns): winnow curates "
+            "text conversations only, and its trainer would learn the calls as empty replies")
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: StrictStr
+    text: StrictStr | None = None
+
+
+class OpenAITurn(BaseModel):
+    """One OpenAI chat message: `content` a string or a list of text parts; `developer` is the system role."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: StrictStr | list[ContentPart]
+
+    @field_validator("content")
+    @classmethod
+    def _text_only(cls, v: str | list[ContentPart]) -> str:
+        if isinstance(v, str):
+            return v
+        other = next((p.type for p in v if p.type not in TEXT_PARTS or p.text is None), None)
+        if other is not None:
+            raise ValueError(f"a {other!r} content part: winnow curates text only")
+        return "\n\n".join(p.text for p in v)
+
+    def message(self) -> Message:
+        return Message(role="system" if self.role == "developer" else self.role, content=self.content)
+
+
+def _uses_tools(messages: object) -> bool:
+    """Any turn that calls a tool or carries a tool's answer."""
+    return isinstance(messages, list) and any(
+        isinstance(m, dict) and (m.get("role") in TOOL_ROLES or m.get("tool_calls") or m.get("function_call"))
+        for m in messages)
+
+
 class OpenAI(InputFormat):
-    messages: list[Message]
+    messages: list[OpenAITurn]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_tools(cls, data):
+        if isinstance(data, dict) and _uses_tools(data.get("messages")):
+            raise ValueError(TOOL_USE)
+        return data
 
     def conversations(self):
-        return [Conversation(messages=self.messages)]
+        return [Conversation(messages=[m.message() for m in self.messages])]
+
+
+TRANSCRIPT_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
+TRANSCRIPT_ROLES = {"Human": "user", "Assistant": "assistant"}
+
+
+def parse_transcript(text: str) -> list[Message]:
+    """An HH-RLHF transcript ("\\n\\nHuman: ... \\n\\nAssistant: ...") as turns."""
+    parts = TRANSCRIPT_TURN.split(text if text.startswith("\n\n") else "\n\n" + text)
+    if len(parts) < 3:
+        raise ValueError("no 'Human:' / 'Assistant:' turns in the transcript")
+    if parts[0].strip():
+        raise ValueError("text before the first 'Human:' or 'Assistant:' turn")
+    return [Message(role=TRANSCRIPT_ROLES[role], content=content) for role, content in zip(parts[1::2], parts[2::2])]
+
+
+class Preference(InputFormat):
+    """A preference pair: `chosen` is curated, `rejected` kept beside it in the ledger.
+
+    Anthropic HH-RLHF (each side a "Human: / Assistant:" transcript), TRL's `prompt` + `chosen` +
+    `rejected` strings, or each side a list of {role, content} messages.
+    """
+
+    prompt: StrictStr | None = None
+    chosen: StrictStr | list[Message]
+    rejected: StrictStr | list[Message]
+
+    def _side(self, side: str | list[Message]) -> list[Message]:
+        if isinstance(side, list):
+            return side
+        if self.prompt is not None:
+            return [Message(role="user", content=self.prompt), Message(role="assistant", content=side)]
+        return parse_transcript(side)
+
+    def conversations(self):
+        try:
+            rejected = Conversation(messages=self._side(self.rejected)).messages
+        except ValidationError as err:
+            raise ValueError(f"rejected: {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        except ValueError as err:
+            raise ValueError(f"rejected: {err}") from None
+        return [Conversation(messages=self._side(self.chosen), rejected=rejected)]
 
 
 class PromptCompletion(InputFormat):
@@ -171,6 +259,7 @@ class SelfInstruct(InputFormat):
 # Detection order matters: the first format whose marker keys a record has wins.
 FORMATS: dict[str, tuple[type[InputFormat], tuple[str, ...]]] = {
     "openai": (OpenAI, ("messages",)),
+    "preference": (Preference, ("chosen", "rejected")),
     "self_instruct": (SelfInstruct, ("instruction", "instances")),
     "dolly": (Dolly, ("instruction", "response")),
     "alpaca": (Alpaca, ("instruction", "output")),
@@ -193,6 +282,6 @@ def detect_format(records: list[dict]) -> str | None:
 
 
 MODELS: dict[str, type[InputFormat]] = {
-    "openai": OpenAI, "self_instruct": SelfInstruct, "dolly": Dolly, "alpaca": Alpaca,
+    "openai": OpenAI, "preference": Preference, "self_instruct": SelfInstruct, "dolly": Dolly, "alpaca": Alpaca,
     "prompt_completion": PromptCompletion, "sharegpt": ShareGPT, "lima": Lima,
 }
