@@ -3,13 +3,16 @@
 Needs the whole embedded set at once (pairs), so it runs after embedding, over the rows that
 have embeddings (in a budgeted run, the candidate pool selection examines). Best row first: a
 row is a duplicate when a row kept before it is at least `threshold` similar, so of two
-duplicates the one with the better quality stays.
+duplicates the one with the better quality stays. An embedding model only judges the languages it
+covers (`semantic.languages`; MiniLM is English-only, and on Chinese prompts its cosines are high
+for unrelated requests), and a row is compared only with rows of its own language.
 """
 
 import numpy as np
 import polars as pl
 
 from pipeline.embed import matrix
+from pipeline.language_detect import UND
 from pipeline.mark import ALIVE, mark
 from schemas.config import SemanticConfig
 from schemas.ledger import DropReason
@@ -51,17 +54,36 @@ def greedy_duplicates(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray
     return dup, sim
 
 
+def language_group(frame: pl.DataFrame, languages: list[str] | None) -> pl.Expr:
+    """The group a row is compared within: its language where the model covers it (`und`, or not detected, counts
+    as the first language listed), null where it does not; one group for all when `languages` is None."""
+    if languages is None:
+        return pl.lit("*")
+    lang = pl.col("lang") if "lang" in frame.columns else pl.lit(None, pl.String)
+    lang = pl.when(lang.is_null() | (lang == UND)).then(pl.lit(languages[0])).otherwise(lang)
+    return pl.when(lang.is_in(languages)).then(lang)
+
+
+def _duplicates(rows: pl.DataFrame, embeddings: pl.DataFrame, threshold: float) -> pl.DataFrame:
+    """id, the better row it duplicates (_dup) and their similarity (_sim), for the rows of one group, best first."""
+    dup, sim = greedy_duplicates(matrix(embeddings, rows["id"]), threshold)
+    hit = np.flatnonzero(dup >= 0)
+    return pl.DataFrame({"id": rows["id"].gather(hit), "_dup": rows["id"].gather(dup[hit]), "_sim": sim[hit]},
+                        schema={"id": pl.String, "_dup": pl.String, "_sim": pl.Float32})
+
+
 def semantic_dedup(frame: pl.DataFrame, embeddings: pl.DataFrame, cfg: SemanticConfig) -> pl.DataFrame:
-    """Mark alive embedded rows that mean the same as a better row (drop_reason semantic_duplicate)."""
+    """Mark alive embedded rows, in a language the model covers, that mean the same as a better row of that
+    language (drop_reason semantic_duplicate)."""
     out = frame if "dup_of" in frame.columns else frame.with_columns(pl.lit(None, pl.String).alias("dup_of"))
     if cfg.threshold is None:
         return out
     rows = best_first(out.filter(ALIVE).join(embeddings.select("id"), on="id", maintain_order="left"))
-    if rows.height < 2:
+    groups = rows.with_columns(language_group(rows, cfg.languages).alias("_group")).filter(pl.col("_group").is_not_null())
+    parts = groups.partition_by("_group", maintain_order=True)
+    if not parts:
         return out
-    dup, sim = greedy_duplicates(matrix(embeddings, rows["id"]), cfg.threshold)
-    hit = np.flatnonzero(dup >= 0)
-    found = pl.DataFrame({"id": rows["id"].gather(hit), "_dup": rows["id"].gather(dup[hit]), "_sim": sim[hit]})
+    found = pl.concat([_duplicates(part, embeddings, cfg.threshold) for part in parts])
     out = out.join(found, on="id", how="left", maintain_order="left")
     detail = pl.format("cosine similarity {} to {} (threshold {})", pl.col("_sim").round(3), pl.col("_dup"), pl.lit(cfg.threshold))
     out = mark(out, pl.col("_dup").is_not_null(), STAGE, DropReason.SEMANTIC_DUPLICATE, detail)
