@@ -18,7 +18,7 @@ from pipeline import runinfo
 from pipeline.dedup import INDEX_FILE, build_index
 from pipeline.diversity import diversity_metrics
 from pipeline.export import counts, curated, finalize
-from pipeline.ingest import ingest
+from pipeline.ingest import ingest_counted
 from pipeline.io import expand_inputs, file_sha256, write_json, write_parquet, write_text
 from pipeline.pii import redact
 from pipeline.report import write_report
@@ -44,23 +44,25 @@ def _alive(frame: pl.DataFrame) -> int:
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=1, cache_policy=NONE)
-def ingest_task(inputs: list[dict], cfg: CurationConfig, run_dir: str) -> tuple[StageResult, str]:
-    """Read and validate every input file; the quarantine is written beside the first stage."""
+def ingest_task(inputs: list[dict], cfg: CurationConfig, run_dir: str) -> tuple[StageResult, str, str]:
+    """Read and validate every input file; the quarantine and the per-file read counts are written beside the first stage."""
     log = get_run_logger()
     files = [i["path"] for i in inputs]
     key = step_key(str([(i["path"], i["sha256"]) for i in inputs]), "ingest", ("ingest",), cfg, runinfo.code_version())
     out = Path(run_dir, "stages", f"ingest-{key}.parquet")
     qpath = out.with_name(f"quarantine-{key}.parquet")
-    if out.exists() and qpath.exists():
+    rpath = out.with_name(f"read-{key}.parquet")
+    if out.exists() and qpath.exists() and rpath.exists():
         log.info("ingest: resumed from %s", out.name)
-        return StageResult("ingest", str(out), key, 0.0, True, _alive(pl.read_parquet(out))), str(qpath)
+        return StageResult("ingest", str(out), key, 0.0, True, _alive(pl.read_parquet(out))), str(qpath), str(rpath)
     start = time.perf_counter()
-    ledger, quarantine = ingest([Path(f) for f in files], cfg.ingest)
+    ledger, quarantine, read = ingest_counted([Path(f) for f in files], cfg.ingest)
+    write_parquet(read, rpath)
     write_parquet(quarantine, qpath)
     write_parquet(ledger, out)
     seconds = time.perf_counter() - start
     log.info("ingest: %d records, %d quarantined, from %d files in %.1fs", ledger.height, quarantine.height, len(files), seconds)
-    return StageResult("ingest", str(out), key, seconds, False, _alive(ledger)), str(qpath)
+    return StageResult("ingest", str(out), key, seconds, False, _alive(ledger)), str(qpath), str(rpath)
 
 
 @task(name="stage", retries=1, retry_delay_seconds=1, cache_policy=NONE)
@@ -83,11 +85,16 @@ def stage_task(index: int, previous: StageResult, cfg: CurationConfig, run_dir: 
 
 
 @task(name="export", retries=2, retry_delay_seconds=1, cache_policy=NONE)
-def export_task(last: StageResult, quarantine_path: str, cfg: CurationConfig, run_dir: str,
+def export_task(last: StageResult, quarantine_path: str, read_path: str, cfg: CurationConfig, run_dir: str,
                 inputs: list[dict], timings: list[StageResult]) -> dict:
-    """Write ledger, curated set, quarantine, embeddings, dedup index, report and, last, the manifest."""
+    """Write ledger, curated set, quarantine, embeddings, dedup index, report and, last, the manifest.
+
+    The counts are checked against what ingest read before anything is written.
+    """
     ledger = finalize(pl.read_parquet(last.path))
     quarantine = pl.read_parquet(quarantine_path)
+    read = pl.read_parquet(read_path)
+    tally = counts(ledger, quarantine, read)
     run = Path(run_dir)
     chosen = curated(ledger)
     write_parquet(quarantine, run / "quarantine.parquet")
@@ -103,7 +110,8 @@ def export_task(last: StageResult, quarantine_path: str, cfg: CurationConfig, ru
         "winnow_version": runinfo.code_version(),
         "config": cfg.model_dump(mode="json"),
         "inputs": inputs,
-        "counts": counts(ledger, quarantine),
+        "counts": tally,
+        "read": read.to_dicts(),
         "stages": [asdict(t) | {"path": Path(t.path).name} for t in timings],
         "outputs": {name: str(run / name) for name in [*names, "report.html"]},
         "packages": runinfo.packages(),
@@ -125,9 +133,9 @@ def curate(inputs: list[str], out: str, config: CurationConfig = CurationConfig(
     files = [str(p) for p in expand_inputs(inputs)]
     inputs_info = [{"path": f, "sha256": file_sha256(f), "bytes": Path(f).stat().st_size} for f in files]
     Path(out).mkdir(parents=True, exist_ok=True)
-    result, quarantine_path = ingest_task(inputs_info, config, out)
+    result, quarantine_path, read_path = ingest_task(inputs_info, config, out)
     timings = [result]
     for index in range(len(STEPS)):
         result = stage_task(index, result, config, out)
         timings.append(result)
-    return export_task(result, quarantine_path, config, out, inputs_info, timings)
+    return export_task(result, quarantine_path, read_path, config, out, inputs_info, timings)

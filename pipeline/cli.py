@@ -45,29 +45,50 @@ def counts_table(manifest: dict) -> Table:
     return table
 
 
+def crash(out: Path, err: Exception) -> None:
+    """An unexpected failure (a bug, never bad data): one line, the traceback saved in OUT/error.log, exit 1."""
+    import traceback
+
+    log = out / "error.log"
+    out.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(traceback.format_exception(err)), encoding="utf-8", errors="backslashreplace")
+    first = str(err).splitlines()[0] if str(err) else ""
+    console.print(f"[bold red]error:[/] curate failed: {type(err).__name__}: {first} (traceback in {log}; please report it)")
+    raise typer.Exit(1)
+
+
 @app.command()
 def curate(
-    inputs: Annotated[list[str], typer.Argument(help="Files, folders or globs of raw instruction data.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    inputs: Annotated[list[str] | None, typer.Argument(help="Files, folders, globs of raw instruction data, or hf://datasets/NAME.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = ...,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML or TOML curation config.")] = None,
     budget: Annotated[int | None, typer.Option(help="Size of the curated set (overrides select.budget).")] = None,
+    hf: Annotated[list[str] | None, typer.Option("--hf", help="A Hugging Face hub dataset (needs HF_HUB_OFFLINE=0 unless cached); repeatable.")] = None,
 ) -> None:
     """Curate INPUTS into OUT: ledger, curated set, quarantine, manifest and report."""
     overrides = {"select.budget": budget} if budget is not None else {}
+    from pipeline.io import HUB_PREFIX
+
+    sources = [*(inputs or []), *(f"{HUB_PREFIX}{name}" for name in hf or [])]
     try:
+        if not sources:
+            raise InputError("no input: name files, folders or globs, or --hf NAME")
         cfg = load_config(config, **overrides)
         from pipeline.io import expand_inputs
         from pipeline.stages import check_side_files
 
         check_side_files(cfg)
-        expand_inputs(inputs)
+        expand_inputs(sources)
     except (ConfigError, InputError) as err:
         fail(str(err))
     os.environ.setdefault("TQDM_DISABLE", "1")  # model-loading bars would scroll under the spinner
     from flows.curate import curate as curate_flow
 
-    with console.status("curating…", spinner="dots"):
-        manifest = curate_flow(inputs=list(inputs), out=str(out), config=cfg)
+    try:
+        with console.status("curating…", spinner="dots"):
+            manifest = curate_flow(inputs=sources, out=str(out), config=cfg)
+    except Exception as err:  # noqa: BLE001 - bad data never raises; whatever does is reported, not dumped
+        crash(out, err)
     console.print(counts_table(manifest))
     names = ", ".join(Path(p).name for p in manifest["outputs"].values())
     console.print(f"outputs in [bold]{out}[/]: {names}, manifest.json; see them with [bold]winnow inspect {out}[/]")

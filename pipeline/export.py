@@ -31,8 +31,47 @@ def curated(ledger: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def counts(ledger: pl.DataFrame, quarantine: pl.DataFrame) -> dict:
-    """Counts for the manifest; `input == curated + rejected + quarantined` is checked here."""
+JSON_LINES = r"(?i)\.(jsonl|ndjson)(\.gz|\.zst)?$"
+
+
+def read_problems(ledger: pl.DataFrame, quarantine: pl.DataFrame, read: pl.DataFrame) -> list[str]:
+    """Where the ledger and quarantine disagree with what ingest counted while reading, file by file.
+
+    Every record read must hold a source_index in the ledger or the quarantine, each file must keep
+    the rows ingest wrote for it, and a JSON Lines file has one record per non-blank line.
+    """
+    keys = ("source", "source_index")
+    seen = pl.concat([ledger.select(keys), quarantine.select(keys)]).filter(pl.col("source_index").is_not_null())
+    found = (read.join(ledger.group_by("source").agg(pl.len().alias("in_ledger")), on="source", how="full", coalesce=True)
+             .join(quarantine.group_by("source").agg(pl.len().alias("in_quarantine"),
+                                                     pl.col("source_index").is_null().sum().alias("notes_found")),
+                   on="source", how="full", coalesce=True)
+             .join(seen.group_by("source").agg(pl.col("source_index").n_unique().alias("indexes"),
+                                               pl.col("source_index").min().alias("low"), pl.col("source_index").max().alias("high")),
+                   on="source", how="full", coalesce=True)
+             .with_columns(pl.exclude("source", "format", "low", "high").fill_null(0).cast(pl.Int64),
+                           pl.col("source").is_in(read["source"].implode()).alias("was_read"))
+             .sort("source"))
+    problems = []
+    for r in found.iter_rows(named=True):
+        src = r["source"]
+        if not r["was_read"]:
+            problems.append(f"{src}: in the ledger or quarantine but never read")
+        if r["in_ledger"] != r["ledger_rows"]:
+            problems.append(f"{src}: ingest wrote {r['ledger_rows']} ledger rows, the ledger holds {r['in_ledger']}")
+        if r["in_quarantine"] != r["quarantine_rows"] or r["notes_found"] != r["notes"]:
+            problems.append(f"{src}: ingest wrote {r['quarantine_rows']} quarantine rows ({r['notes']} about the file), "
+                            f"the quarantine holds {r['in_quarantine']} ({r['notes_found']})")
+        if r["indexes"] != r["records"] or (r["records"] and (r["low"] < 0 or r["high"] >= r["records"])):
+            problems.append(f"{src}: read {r['records']} records, the ledger and quarantine account for {r['indexes']}")
+    jsonl = read.filter(pl.col("source").str.contains(JSON_LINES) & (pl.col("lines") != pl.col("records")))
+    problems += [f"{src}: {lines} non-blank lines but {n} records read" for src, lines, n in jsonl.select("source", "lines", "records").iter_rows()]
+    return problems
+
+
+def counts(ledger: pl.DataFrame, quarantine: pl.DataFrame, read: pl.DataFrame | None = None) -> dict:
+    """Counts for the manifest; with `read` (ingest's per-file counts), `input` is what was read and
+    `input == curated + rejected + quarantined` and every file's counts are checked here."""
     n_curated = int((ledger["status"] == "curated").sum())
     n_rejected = int(((ledger["status"] == "rejected") & ledger["drop_stage"].is_not_null()
                       & ledger["drop_reason"].is_not_null()).sum())
@@ -43,13 +82,18 @@ def counts(ledger: pl.DataFrame, quarantine: pl.DataFrame) -> dict:
         by_reason.setdefault(stage, {})[reason] = n
     for stage, n in quarantine.group_by("stage").len().sort("stage").iter_rows():
         by_reason.setdefault("quarantine", {})[stage] = n
+    problems = read_problems(ledger, quarantine, read) if read is not None else []
     result = {
-        "input": ledger.height + quarantine.height,
+        "input": int(read["ledger_rows"].sum() + read["quarantine_rows"].sum()) if read is not None else ledger.height + quarantine.height,
         "curated": n_curated,
         "rejected": n_rejected,
         "quarantined": quarantine.height,
         "by_reason": by_reason,
     }
+    if read is not None:
+        result["read"] = {"files": read.height, "records": int(read["records"].sum()), "lines": int(read["lines"].sum())}
     if result["input"] != result["curated"] + result["rejected"] + result["quarantined"]:
-        raise RuntimeError(f"counts do not add up: {result}")
+        problems.append(f"input {result['input']} != curated {n_curated} + rejected {n_rejected} + quarantined {quarantine.height}")
+    if problems:
+        raise RuntimeError(f"counts do not add up: {'; '.join(problems[:5])}" + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
     return result

@@ -23,7 +23,7 @@ READABLE = (".json", ".jsonl", ".ndjson", ".parquet", ".arrow", ".csv", ".tsv")
 COMPRESSED = (".gz", ".zst")
 HUB_PREFIX = "hf://datasets/"
 DATASETS_MARKERS = ("state.json", "dataset_dict.json")  # a folder written by datasets' save_to_disk
-CHUNK = 1 << 20
+CHUNK = 1 << 16  # compressed bytes per step: a corrupt step loses at most its own output
 WIDE_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)  # UTF-32 LE starts like UTF-16 LE
 csv.field_size_limit(1 << 30)  # long responses are records, not CSV errors
 _UMASK = os.umask(0)

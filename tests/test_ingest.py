@@ -1,14 +1,17 @@
 """Ingest and validate: every format, every quarantine path, stable ids."""
 
 import gzip
+import hashlib
 import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from pipeline.ingest import ingest
+from pipeline.export import counts, finalize
+from pipeline.ingest import ingest, ingest_counted
 from pipeline.io import InputError, expand_inputs
+from pipeline.normalize import normalize_text
 from schemas.config import IngestConfig
 
 
@@ -196,3 +199,96 @@ def test_real_formats(shared_data):
     belle, q = run(shared_data / "multilingual" / "belle" / "eval_eval_set.json",
                    field_map={"instruction": "question", "output": "std_answer", "category": "class"})
     assert belle.height == 1000 and q.height == 0
+
+
+def test_lone_surrogate_is_one_quarantine_row_and_the_rest_kept(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"instruction": "Bad \\ud800 escape", "output": "x"}\n{"instruction": "Fine", "output": "Good"}\n'
+                    '{"instruction": "Hi", "output": "Ho", "meta": "ignored \\udfff"}\n{"inst\\ud800": 1}\n')
+    dolly = tmp_path / "d.jsonl"
+    dolly.write_text('{"instruction": "Hi", "response": "Ho", "category": "c\\udfff"}\n')
+    ledger, q = run(path, dolly)
+    assert ledger["instruction"].to_list() == ["Fine", "Hi"], "a surrogate in an ignored field costs nothing"
+    assert q["source_index"].to_list() == [0, 3, 0] and "lone surrogate ('\\ud800')" in q["error"][0]
+    assert "\\ud800" in q["raw"][0] and "lone surrogate ('\\udfff')" in q["error"][2]
+    q.write_parquet(tmp_path / "q.parquet")  # storable: the crash was here
+
+
+def _cut_in_half(data: bytes, comp: str) -> bytes:
+    if comp == "gz":
+        packed = gzip.compress(data)
+    else:
+        zstandard = pytest.importorskip("zstandard")
+        packed = zstandard.ZstdCompressor().compress(data)
+    return packed[: len(packed) // 2]
+
+
+@pytest.mark.parametrize("comp", ["gz", "zst"])
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_truncated_compressed_file_keeps_records_before_the_cut(tmp_path, comp, fmt, shared_data):
+    records = json.loads((shared_data / "alpaca" / "alpaca_5000.json").read_text())[:2000]
+    text = "\n".join(json.dumps(r) for r in records) if fmt == "jsonl" else json.dumps(records, indent=1)
+    path = tmp_path / f"cut.{fmt}.{comp}"
+    path.write_bytes(_cut_in_half(text.encode(), comp))
+    ledger, q, read = ingest_counted([path], IngestConfig())
+    assert 600 < ledger.height < 1400, "about half the records, not none"
+    assert ledger["source_index"].to_list() == list(range(ledger.height)), "every record before the cut"
+    assert ledger["response"].to_list() == [normalize_text(r["output"]) for r in records[:ledger.height]]
+    notes = q.filter(pl.col("stage") == "read")
+    assert notes.height == 1 and "cut short" in notes["error"][0] and "kept" in notes["error"][0]
+    assert q.filter(pl.col("stage") == "parse").height == 1, "the one record the cut went through"
+    assert read["records"][0] == ledger["source_index"].n_unique() + q["source_index"].drop_nulls().n_unique()
+
+
+def test_multi_member_gzip_and_corrupt_gzip(tmp_path):
+    rows = [json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(4)]
+    (tmp_path / "m.jsonl.gz").write_bytes(gzip.compress("".join(rows[:2]).encode()) + gzip.compress("".join(rows[2:]).encode()))
+    ledger, q = run(tmp_path / "m.jsonl.gz")
+    assert q.height == 0 and ledger.height == 4
+    varied = [json.dumps({"instruction": f"q{i}", "output": hashlib.sha256(str(i).encode()).hexdigest()}) + "\n" for i in range(20_000)]
+    packed = bytearray(gzip.compress("".join(varied).encode()))
+    packed[len(packed) // 2:len(packed) // 2 + 64] = b"\xff" * 64
+    (tmp_path / "c.jsonl.gz").write_bytes(bytes(packed))
+    ledger, q = run(tmp_path / "c.jsonl.gz")
+    assert 5_000 < ledger.height < 10_000 and "corrupt gz data" in q.filter(pl.col("stage") == "read")["error"][0]
+
+
+def test_json_past_pythons_limits_is_a_parse_row(tmp_path):
+    good = json.dumps({"instruction": "a", "output": "b"})
+    (tmp_path / "deep.jsonl").write_text("\n".join([good, "[" * 100_000 + "]" * 100_000, '{"n": ' + "9" * 5000 + "}", good]))
+    (tmp_path / "deep.json").write_text(f"[{good}, " + "[" * 100_000 + "]" * 100_000 + "]")
+    ledger, q = run(tmp_path / "deep.jsonl", tmp_path / "deep.json")
+    assert ledger.height == 3
+    assert sorted(q["error"].to_list())[0].startswith("line 2: bad JSON: nested too deeply")
+    assert q.filter(pl.col("source").str.ends_with(".json"))["error"].str.contains("nested too deeply").all()
+
+
+def test_read_counts_per_file(tmp_path, shared_data):
+    seed = shared_data / "self_instruct" / "seed_tasks.jsonl"
+    bad = write(tmp_path / "bad.jsonl", [{"instruction": "a", "output": "b"}, 5, {"x": 1}], jsonl=True)
+    ledger, q, read = ingest_counted([seed, bad], IngestConfig())
+    rows = {r["source"]: r for r in read.to_dicts()}
+    assert rows[str(seed)]["records"] == rows[str(seed)]["lines"] == 175
+    assert rows[str(seed)]["ledger_rows"] == ledger.filter(pl.col("source") == str(seed)).height >= 175
+    assert (rows[str(bad)]["records"], rows[str(bad)]["ledger_rows"], rows[str(bad)]["quarantine_rows"]) == (3, 1, 2)
+
+
+def test_counts_check_fails_when_a_row_goes_missing(tmp_path, shared_data):
+    two = write(tmp_path / "two.jsonl", [{"instruction": "Antonym?", "instances": [{"input": "hot", "output": "cold"},
+                                                                                   {"input": "up", "output": "down"}]}], jsonl=True)
+    paths = [shared_data / "malformed" / "sharegpt_truncated.json", shared_data / "self_instruct" / "seed_tasks.jsonl", two]
+    ledger, q, read = ingest_counted(paths, IngestConfig())
+    ledger = finalize(ledger)
+    c = counts(ledger, q, read)
+    assert c["input"] == c["curated"] + c["rejected"] + c["quarantined"] == ledger.height + q.height
+    assert c["read"]["records"] == read["records"].sum() == c["input"] - 1, "one self-instruct record holds two instances"
+    lost = ledger.filter(pl.col("source_index") != ledger["source_index"][7])
+    with pytest.raises(RuntimeError, match="ledger rows"):
+        counts(lost, q, read)
+    with pytest.raises(RuntimeError, match="quarantine holds"):
+        counts(ledger, q.slice(1), read)
+    with pytest.raises(RuntimeError, match="account for"):
+        counts(ledger.with_columns(pl.col("source_index") + 1), q, read)
+    short = read.with_columns(pl.col("lines") + (pl.col("source").str.ends_with(".jsonl")))
+    with pytest.raises(RuntimeError, match="non-blank lines"):
+        counts(ledger, q, short)
