@@ -2,7 +2,8 @@
 
 The texts are the instruction and response prefixes the language stage reads, from Alpaca 52K
 (a sample: langdetect is slow) and MGSM (11 languages). Prints texts/s for each backend, the
-ratio, how often the two agree on Alpaca, and how often each is right on MGSM.
+ratio, how often the two agree on Alpaca, how often each is right on MGSM (codes as the stage
+writes them, compared exactly), and which languages only one backend can name.
 
     .venv/bin/python bench/language.py [--sample 4000]
 """
@@ -18,8 +19,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.language import detect_texts, prefix  # noqa: E402
-from pipeline.language_detect import make_detector  # noqa: E402
+from pipeline.language import canonical, detect_texts, prefix  # noqa: E402
+from pipeline.language_detect import _fasttext_model, make_detector  # noqa: E402
 from schemas.config import LanguageConfig  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -33,6 +34,17 @@ def texts(sample: int) -> tuple[pl.Series, pl.DataFrame]:
                       .select(pl.lit(f.stem.split("_")[-1]).alias("truth"), pl.nth(0).alias("text"))  # question, answer
                       for f in sorted((SHARED / "multilingual" / "mgsm").glob("mgsm_*.tsv"))])
     return alpaca, mgsm
+
+
+def label_sets() -> dict[str, set[str]]:
+    """Every code each backend can answer, as the stage writes it: langdetect's profiles, fastText's 176 labels."""
+    import langdetect
+
+    profiles = sorted(p.name for p in (Path(langdetect.__file__).parent / "profiles").iterdir())
+    labels, _ = _fasttext_model().predict("text", k=-1, threshold=-1.0)
+    fasttext = [label.removeprefix("__label__") for label in labels]
+    return {name: set(canonical(pl.Series(codes, dtype=pl.String))) for name, codes in
+            (("langdetect", profiles), ("fasttext", fasttext))}
 
 
 def run(backend: str, series: pl.Series) -> tuple[pl.Series, float]:
@@ -54,17 +66,20 @@ def main() -> None:
     for backend in ("langdetect", "fasttext"):
         found, seconds = run(backend, alpaca)
         judged, _ = run(backend, mgsm["text"])
-        right = mgsm.with_columns(lang=judged.str.split("-").list.first()).group_by("truth").agg(
+        right = mgsm.with_columns(lang=judged).group_by("truth").agg(
             (pl.col("lang") == pl.col("truth")).mean().round(3).alias("right")).sort("truth")
         results[backend] = found
         print(f"{backend:<11} {len(alpaca) / seconds:>8,.0f} texts/s on one process; MGSM right: "
               f"{dict(right.iter_rows())}")
     ratio = run("langdetect", alpaca[:500])[1] / run("fasttext", alpaca[:500])[1]
-    base = [r.str.split("-").list.first() for r in results.values()]
-    agree = (base[0] == base[1]).mean()
+    same = results["langdetect"] == results["fasttext"]
     both = ((results["langdetect"] != "und") & (results["fasttext"] != "und"))
-    print(f"fasttext / langdetect speed: {ratio:.0f}x; same answer on {agree:.1%} of the Alpaca sample "
-          f"({(base[0] == base[1]).filter(both).mean():.1%} where both judge)")
+    print(f"fasttext / langdetect speed: {ratio:.0f}x; same answer on {same.mean():.1%} of the Alpaca sample "
+          f"({same.filter(both).mean():.1%} where both judge)")
+    sets = label_sets()
+    print(f"codes: langdetect {len(sets['langdetect'])}, fasttext {len(sets['fasttext'])}; only langdetect: "
+          f"{sorted(sets['langdetect'] - sets['fasttext']) or 'none'}; only fasttext: "
+          f"{len(sets['fasttext'] - sets['langdetect'])}")
 
 
 if __name__ == "__main__":
