@@ -1,5 +1,6 @@
 """The curate flow end to end (Prefect ephemeral mode), resumability, and the CLI."""
 
+import gzip
 import json
 import subprocess
 import sys
@@ -73,3 +74,41 @@ def test_cli_reports_bad_config_and_input_in_one_line(tmp_path):
     proc = subprocess.run([*cli, str(SAMPLE), "--out", str(tmp_path / "r"), "--config", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and str(missing) in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def bad_files(folder: Path) -> dict[str, int]:
+    """Broken files with good records among them; name -> good records each holds."""
+    folder.mkdir()
+    good = [{"instruction": f"Name a fruit that starts with the letter {c}.", "output": f"A fruit starting with {c}: see the list."} for c in "ABCDEF"]
+    lines = [json.dumps(r) for r in good]
+    (folder / "surrogate.jsonl").write_text("\n".join([lines[0], '{"instruction": "Bad \\ud800", "output": "x"}', lines[1]]))
+    whole = gzip.compress(("\n".join(lines[2:] * 400)).encode())
+    (folder / "cut.jsonl.gz").write_bytes(whole[: len(whole) * 3 // 4])
+    (folder / "empty.jsonl").write_bytes(b"")
+    (folder / "binary.json").write_bytes(bytes(range(256)) * 4)
+    (folder / "garbage.parquet").write_bytes(b"PAR1 not parquet")
+    (folder / "utf16.jsonl").write_bytes("\n".join(lines[:2]).encode("utf-16"))
+    return {"surrogate.jsonl": 2, "utf16.jsonl": 2}
+
+
+def test_cli_bad_files_among_good_ones_keep_the_good_records(tmp_path):
+    bad = bad_files(tmp_path / "bad")
+    config = tmp_path / "fast.yaml"
+    config.write_text("language: {enabled: false}\nsemantic: {threshold: null}\ncategory: {prototype_similarity: null}\nselect: {budget: 40}\n")
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "curate", str(SAMPLE / "alpaca.json"), str(tmp_path / "bad"),
+                           "--out", str(run), "--config", str(config)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    manifest = json.loads((run / "manifest.json").read_text())
+    ledger, quarantine = pl.read_parquet(run / "ledger.parquet"), pl.read_parquet(run / "quarantine.parquet")
+    read = {Path(r["source"]).name: r for r in manifest["read"]}
+    assert set(read) == {"alpaca.json", *(p.name for p in (tmp_path / "bad").iterdir())}
+    by_file = ledger.group_by(pl.col("source").str.split("/").list.last()).len()
+    kept = dict(by_file.iter_rows())
+    assert kept["alpaca.json"] == read["alpaca.json"]["ledger_rows"] > 150
+    assert all(kept[name] == n for name, n in bad.items()) and kept["cut.jsonl.gz"] > 400
+    notes = quarantine.filter(pl.col("stage") == "read")["error"].to_list()
+    assert any("empty" in e for e in notes) and any("cut short" in e for e in notes) and any("garbage.parquet" in e for e in notes)
+    c = manifest["counts"]
+    assert c["input"] == c["curated"] + c["rejected"] + c["quarantined"] == ledger.height + quarantine.height
+    assert c["read"]["records"] == sum(r["records"] for r in manifest["read"])
