@@ -252,15 +252,17 @@ def iter_json_lines(data: bytes, limit: int) -> Iterator[RawItem]:
 
 
 def iter_csv(text: str, sep: str, limit: int) -> Iterator[RawItem]:
-    """Rows as dicts of strings; a row with the wrong number of fields is a parse error."""
+    """Rows as dicts of strings; a row with the wrong number of fields is a parse error.
+
+    Blank rows are skipped and not counted, as blank JSON Lines are.
+    """
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     try:
         header = next(reader, None)
         if header is None:
             return
-        for index, row in enumerate(reader):
-            if not any(cell.strip() for cell in row):
-                continue
+        rows = (row for row in reader if any(cell.strip() for cell in row))
+        for index, row in enumerate(rows):
             if len(row) != len(header):
                 yield RawItem(index, raw=_cut(sep.join(row), limit), offset=reader.line_num,
                               error=f"line {reader.line_num}: {len(row)} fields, header has {len(header)}")

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from flows.curate import curate
+from pipeline.stages import STEPS
 from schemas.config import CurationConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +39,9 @@ def test_sample_run_accounts_for_every_record_and_resumes(tmp_path, caplog):
     assert rejected["drop_stage"].null_count() == 0 and rejected["drop_reason"].null_count() == 0
     on_disk = json.loads((run / "manifest.json").read_text())
     assert on_disk["counts"] == c and len(on_disk["inputs"]) == 4 and all(len(i["sha256"]) == 64 for i in on_disk["inputs"])
-    assert on_disk["packages"]["polars"] and [s["name"] for s in on_disk["stages"]] == [
-        "ingest", "heuristics", "language", "decontam", "pii", "dedup", "select"]
+    assert on_disk["packages"]["polars"] and [s["name"] for s in on_disk["stages"]] == ["ingest", *(step.name for step in STEPS)]
+    assert [r["source"] for r in on_disk["read"]] == [i["path"] for i in on_disk["inputs"]]
+    assert on_disk["counts"]["read"]["records"] == sum(r["records"] for r in on_disk["read"]) <= c["input"]
     curated = pl.read_parquet(run / "curated.parquet")
     assert curated["selection_rank"].to_list() == list(range(1, c["curated"] + 1))
     assert on_disk["diversity"]["curated"]["n"] == on_disk["diversity"]["random_sample"]["n"] == c["curated"]
@@ -94,7 +96,10 @@ def bad_files(folder: Path) -> dict[str, int]:
 def test_cli_bad_files_among_good_ones_keep_the_good_records(tmp_path):
     bad = bad_files(tmp_path / "bad")
     config = tmp_path / "fast.yaml"
-    config.write_text("language: {enabled: false}\nsemantic: {threshold: null}\ncategory: {prototype_similarity: null}\nselect: {budget: 40}\n")
+    fast = {"language": {"enabled": False}, "semantic": {"threshold": None}, "category": {"prototype_similarity": None}, "select": {"budget": 40}}
+    if "score" in CurationConfig.model_fields:
+        fast["score"] = {"enabled": False}
+    config.write_text(json.dumps(fast))  # JSON is YAML
     run = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "curate", str(SAMPLE / "alpaca.json"), str(tmp_path / "bad"),
                            "--out", str(run), "--config", str(config)], capture_output=True, text=True, cwd=ROOT)
