@@ -11,7 +11,7 @@ import polars as pl
 from pipeline.embed import EMBEDDING_COLUMNS
 from schemas.ledger import LEDGER_COLUMNS, QUARANTINE_COLUMNS, STAGE_COLUMNS
 
-STAGE_MODULES = ("heuristics", "language", "decontam", "pii", "dedup", "category", "embed", "semantic", "select")
+STAGE_MODULES = ("heuristics", "language", "decontam", "pii", "dedup", "category", "score", "embed", "semantic", "select")
 DOC_SCHEMA = {"table": pl.String, "column": pl.String, "dtype": pl.String, "set_by": pl.String, "meaning": pl.String}
 
 

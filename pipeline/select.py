@@ -16,6 +16,7 @@ import math
 import numpy as np
 import polars as pl
 
+from pipeline.coverage import LazyGreedy, coverage_similarity
 from pipeline.embed import matrix
 from pipeline.mark import ALIVE, mark
 from schemas.config import SelectConfig
@@ -41,11 +42,15 @@ def _steps(step: float) -> pl.Expr:
     return (pl.col("_q") / step + 1e-9).floor().clip(upper_bound=math.ceil(1 / step - 1e-9) - 1)
 
 
-def ranked(frame: pl.DataFrame, cfg: SelectConfig) -> pl.DataFrame:
-    """Alive rows, best first, with `_q` (quality, null as 0) and each quota group column filled."""
+def ranked(frame: pl.DataFrame, cfg: SelectConfig, by: str = "selection_score") -> pl.DataFrame:
+    """Alive rows, best first by `by` (as `_q`, null as 0), with each quota group column filled.
+
+    The pool is chosen by the heuristic `quality`; the choice within it by `selection_score`, which the
+    score stage sets on the pool (model scores, or `quality` again when scoring is off).
+    """
     alive = frame.filter(ALIVE)
     alive = alive.with_columns(
-        (pl.col("quality") if "quality" in alive.columns else pl.lit(1.0)).fill_null(0.0).cast(pl.Float64).alias("_q"),
+        pl.col(by).fill_null(0.0).cast(pl.Float64).alias("_q"),
         _seeded_hash(alive["id"], cfg.seed).alias("_h"),
     ).with_columns(
         (_steps(cfg.quality_step) if cfg.quality_step else pl.col("_q")).alias("_band"),
@@ -69,7 +74,7 @@ def candidates(frame: pl.DataFrame, cfg: SelectConfig) -> pl.DataFrame:
     category or language first; unless quotas are strict, the best rows over those caps fill the
     places left, so that selection can still fill its budget when one group dominates the data.
     """
-    rows = ranked(frame, cfg)
+    rows = ranked(frame, cfg, by="quality")
     if cfg.quality_floor is not None:
         rows = rows.filter(pl.col("_q") >= cfg.quality_floor)
     if cfg.budget is None or cfg.pool_factor is None:
@@ -85,6 +90,11 @@ def candidates(frame: pl.DataFrame, cfg: SelectConfig) -> pl.DataFrame:
     if not cfg.strict_quota:
         pool = pl.concat([pool, rows.filter(~within).head(size - pool.height)]).sort("_order")
     return pool.drop(HELPERS + ["_order"])
+
+
+def score_labels(rows: pl.DataFrame) -> list[str]:
+    """What ranked each row: its model-based score and the signals behind it, or its heuristic quality."""
+    return [f"quality {q:.2f}" if e is None else f"score {q:.2f} ({e})" for q, e in rows.select("_q", "score_evidence").iter_rows()]
 
 
 class Tally:
@@ -121,8 +131,8 @@ class Greedy:
     def __init__(self, rows: pl.DataFrame, vectors: np.ndarray, cfg: SelectConfig):
         self.cfg, self.vectors, self.tally = cfg, vectors, Tally(cfg)
         self.ids, step = rows["id"].to_list(), cfg.quality_step if cfg.method == "deita" else None
-        self.quality = [f"quality {q:.2f}" + (f" (tier {b * step:.2g}-{min(1.0, (b + 1) * step):.2g})" if step else "")
-                        for q, b in rows.select("_q", "_band").iter_rows()]
+        self.quality = [label + (f" (tier {b * step:.2g}-{min(1.0, (b + 1) * step):.2g})" if step else "")
+                        for label, b in zip(score_labels(rows), rows["_band"].to_list())]
         self.groups = [{"category": c, "lang": g} for c, g in rows.select("_category", "_lang").iter_rows()]
         self.limit = cfg.max_similarity if cfg.method == "deita" else None
         self.picks: list[int] = []
@@ -198,6 +208,41 @@ def _choose(rows: pl.DataFrame, vectors: np.ndarray, cfg: SelectConfig) -> list[
     return [(greedy.ids[i], *greedy.out[i]) for i in range(len(rows))]
 
 
+def _coverage_groups(rows: pl.DataFrame) -> np.ndarray:
+    """Rows cover each other only within one language and one turn class (single-turn or multi-turn)."""
+    key = pl.concat_str(pl.col("_lang"), (pl.col("n_turns") > 1).cast(pl.String), separator="|")
+    return rows.select(key.rank("dense")).to_series().to_numpy()
+
+
+def _choose_coverage(rows: pl.DataFrame, vectors: np.ndarray, cfg: SelectConfig) -> list[tuple]:
+    """quality_coverage: lazy-greedy facility location plus quality; quotas refuse rows, relaxed last unless strict."""
+    sims = coverage_similarity(vectors, _coverage_groups(rows))
+    greedy = LazyGreedy(sims, rows["_q"].to_numpy(), cfg.budget, cfg.quality_weight)
+    ids, labels, tally = rows["id"].to_list(), score_labels(rows), Tally(cfg)
+    groups = [{"category": c, "lang": g} for c, g in rows.select("_category", "_lang").iter_rows()]
+    out: dict[int, tuple] = {}
+
+    def accept(i: int, gain: float, relax: bool) -> bool:
+        full = tally.full(groups[i])
+        if full and not relax:
+            out[i] = (None, DropReason.QUOTA_FULL, full)
+            return False
+        how = f"coverage gain {gain:.4f} (mean similarity added over the pool of {len(ids)})"
+        out[i] = (len(greedy.picks) + 1, None, f"{labels[i]}; {how}; {tally.add(groups[i])}{OVER_QUOTA if full else ''}")
+        return True
+
+    greedy.run(list(range(len(ids))), lambda i, gain: accept(i, gain, relax=False))
+    if not cfg.strict_quota:
+        waiting = [i for i in range(len(ids)) if out.get(i, (0, None))[1] == DropReason.QUOTA_FULL]
+        greedy.run(waiting, lambda i, gain: accept(i, gain, relax=True))
+    last = greedy.last_gain
+    for i in range(len(ids)):
+        if i not in out:
+            out[i] = (None, DropReason.BUDGET_EXHAUSTED, f"budget of {cfg.budget} filled before its turn; its gain "
+                      f"{last.get(i, greedy.gain(i)):.5f} was below the picks'")
+    return [(ids[i], *out[i]) for i in range(len(ids))]
+
+
 def select(frame: pl.DataFrame, embeddings: pl.DataFrame | None, cfg: SelectConfig) -> pl.DataFrame:
     """Choose the curated set among alive rows; mark the rest with stage 'select' and why.
 
@@ -206,7 +251,7 @@ def select(frame: pl.DataFrame, embeddings: pl.DataFrame | None, cfg: SelectConf
     """
     rows = ranked(frame, cfg)
     floor = cfg.quality_floor
-    above = rows.filter(pl.col("_q") >= floor) if floor is not None else rows
+    above = rows.filter(pl.col("quality").fill_null(0.0) >= floor) if floor is not None else rows
     if cfg.budget is None:
         examined = above
         results = [(i, r + 1, None, f"quality {q:.2f}; no budget, every survivor kept")
@@ -215,7 +260,8 @@ def select(frame: pl.DataFrame, embeddings: pl.DataFrame | None, cfg: SelectConf
         if embeddings is None:
             raise ValueError("select with a budget needs embeddings of the rows `candidates` returns")
         examined = above.filter(pl.col("id").is_in(embeddings["id"].implode()))
-        results = _choose(examined, matrix(embeddings, examined["id"]), cfg) if examined.height else []
+        choose = _choose_coverage if cfg.method == "quality_coverage" else _choose
+        results = choose(examined, matrix(embeddings, examined["id"]), cfg) if examined.height else []
     decided = pl.DataFrame(results, schema={"_id": pl.String, "_rank": pl.Int32, "_code": pl.String, "_why": pl.String}, orient="row")
     out = frame.join(decided, left_on="id", right_on="_id", how="left", maintain_order="left")
     out = mark(out, pl.col("_code").is_not_null(), STAGE, pl.col("_code"), pl.col("_why"))

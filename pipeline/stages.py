@@ -7,7 +7,6 @@ ones after it, and nothing before.
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.cache import cache_root
 from pipeline.category import categorize
 from pipeline.decontam import decontam, load_eval_prompts
 from pipeline.dedup import INDEX_FILE, dedup, load_previous
@@ -23,22 +23,33 @@ from pipeline.embed import embed, load_embedder
 from pipeline.heuristics import heuristics
 from pipeline.io import file_sha256, write_parquet
 from pipeline.language import language
+from pipeline.mark import ALIVE
 from pipeline.pii import pii
-from pipeline.select import candidates, select
+from pipeline.score import LMScorer, score
+from pipeline.select import select
 from pipeline.semantic import semantic_dedup
-from schemas.config import ConfigError, CurationConfig, EmbedConfig
+from schemas.config import ConfigError, CurationConfig, EmbedConfig, ScoreConfig
 
 EMBEDDINGS = "embeddings"  # side output of the select step: every vector selection and the report use
-
-
-def embedding_cache() -> Path:
-    """Embeddings are cached across runs (a scheduled run never encodes a text twice): $WINNOW_CACHE or ~/.cache/winnow."""
-    return Path(os.environ.get("WINNOW_CACHE", "~/.cache/winnow")).expanduser() / "embeddings"
 
 
 @lru_cache(maxsize=2)
 def _embedder(cfg: EmbedConfig):
     return load_embedder(cfg)
+
+
+def _scorer(cfg: ScoreConfig) -> LMScorer:
+    """The scorer a config names, loaded once per process (weights only change the ranking, not the model)."""
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    return _load_scorer(cfg.model, cfg.device, cfg.dtype, cfg.max_prompt_tokens, cfg.max_response_tokens, cfg.batch_tokens)
+
+
+@lru_cache(maxsize=1)
+def _load_scorer(*args) -> LMScorer:
+    return LMScorer(*args)
 
 
 @dataclass
@@ -82,16 +93,22 @@ def _dedup(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return dedup(frame, ctx.cfg.dedup, load_previous(ctx.cfg.dedup.previous_runs))
 
 
+def _score(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    cfg = ctx.cfg
+    scoring = cfg.score.enabled and cfg.select.budget is not None
+    scorer = ctx.get("scorer", lambda: _scorer(cfg.score)) if scoring else None
+    return score(frame, cfg.score, cfg.select, scorer, ctx.get("score_cache", lambda: cache_root("scores")))
+
+
 def _select(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
-    """Categories, then embeddings of the candidate pool only, semantic dedup within it, and the choice.
+    """Embeddings of the scored pool only, centroid categories, semantic dedup within the pool, and the choice.
 
     The random sample that diversity is measured against is embedded here too, so the side file
     holds every vector the manifest and the report need."""
     cfg = ctx.cfg
     embedder = ctx.get("embedder", lambda: _embedder(cfg.embed))
-    cache = ctx.get("embedding_cache", embedding_cache)
-    frame = categorize(frame, cfg.category)
-    vectors = embed(candidates(frame, cfg.select), cfg.embed, embedder, cache)
+    cache = ctx.get("embedding_cache", lambda: cache_root("embeddings"))
+    vectors = embed(frame.filter(ALIVE & pl.col("selection_score").is_not_null()), cfg.embed, embedder, cache)
     frame = categorize(frame, cfg.category, vectors)
     frame = semantic_dedup(frame, vectors, cfg.semantic)
     frame = select(frame, vectors, cfg.select)
@@ -108,6 +125,8 @@ STEPS: list[Step] = [
     Step("decontam", ("decontam",), _decontam, lambda cfg: list(cfg.decontam.eval_sets.values())),
     Step("pii", ("pii",), lambda f, ctx: pii(f, ctx.cfg.pii)),
     Step("dedup", ("dedup",), _dedup, lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs]),
+    Step("category", ("category",), lambda f, ctx: categorize(f, ctx.cfg.category)),
+    Step("score", ("score", "select"), _score),
     Step("select", ("category", "embed", "semantic", "select"), _select, marks=("semantic", "select")),
 ]
 

@@ -1,4 +1,4 @@
-"""Selection (deita, k-center, quotas, budget) and semantic dedup, on hand-made vectors."""
+"""Selection (quality x coverage, deita, k-center, quotas, budget) and semantic dedup, on hand-made vectors."""
 
 import numpy as np
 import polars as pl
@@ -26,6 +26,8 @@ def make(rows: list[tuple]) -> tuple[pl.DataFrame, pl.DataFrame]:
         "category_source": ["inferred"] * len(rows),
         "lang": [r[4] if len(r) > 4 else "en" for r in rows],
         "quality": [float(r[1]) for r in rows],
+        "selection_score": [float(r[1]) for r in rows],  # what the score stage sets with scoring off
+        "score_evidence": pl.Series([None] * len(rows), dtype=pl.String),
         "drop_stage": pl.Series([None] * len(rows), dtype=pl.String),
         "drop_reason": pl.Series([None] * len(rows), dtype=pl.String),
         "drop_detail": pl.Series([None] * len(rows), dtype=pl.String),
@@ -36,7 +38,7 @@ def make(rows: list[tuple]) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def cfg(**kw) -> SelectConfig:
-    base = dict(budget=3, max_similarity=0.9, quality_floor=0.5, quality_step=None, pool_factor=None, category_quota=None)
+    base = dict(method="deita", budget=3, max_similarity=0.9, quality_floor=0.5, quality_step=None, pool_factor=None, category_quota=None)
     return SelectConfig(**(base | kw))
 
 
@@ -94,9 +96,9 @@ def test_category_quota_spreads_the_budget_and_relaxes_only_when_needed():
 
 def test_language_quota():
     rows = [(f"e{i}", 0.9, "open_qa", unit(*np.eye(6)[i]), "en") for i in range(4)]
-    rows += [(f"z{i}", 0.6, "open_qa", unit(*np.eye(6)[4 + i]), "zh-cn") for i in range(2)]
+    rows += [(f"z{i}", 0.6, "open_qa", unit(*np.eye(6)[4 + i]), "zh") for i in range(2)]
     out = select(*make(rows), cfg(budget=4, language_quota={"en": 0.5}, strict_quota=True))
-    assert out.filter(pl.col("selected"))["lang"].value_counts().sort("lang").rows() == [("en", 2), ("zh-cn", 2)]
+    assert out.filter(pl.col("selected"))["lang"].value_counts().sort("lang").rows() == [("en", 2), ("zh", 2)]
 
 
 def test_kcenter_picks_the_farthest_points_first():
@@ -224,3 +226,58 @@ def test_rows_refused_for_quota_and_then_similarity_get_their_place_in_the_last_
     frame, emb = one_category(6)
     out = by_id(select(frame, emb, cfg(budget=10, category_quota={"*": 0.1}, max_similarity=0.6)))
     assert sum(r["selected"] for r in out.values()) == 6
+
+
+def qc(**kw) -> SelectConfig:
+    return cfg(method="quality_coverage", quality_weight=0.5, **kw)
+
+
+def clusters() -> list[tuple]:
+    """Three tight clusters (sizes 4, 3, 2) on orthogonal axes, qualities falling within each."""
+    rows = []
+    for axis, size in enumerate((4, 3, 2)):
+        for k in range(size):
+            v = np.zeros(6)
+            v[axis], v[3 + axis] = 1.0, 0.05 * k
+            rows.append((f"c{axis}{k}", 0.9 - 0.05 * k, "open_qa", unit(*v)))
+    return rows
+
+
+def test_quality_coverage_takes_one_row_per_cluster_and_the_best_of_each():
+    out = by_id(select(*make(clusters()), qc(budget=3)))
+    assert {i for i, r in out.items() if r["selected"]} == {"c00", "c10", "c20"}
+    assert out["c00"]["selection_rank"] == 1  # the biggest cluster covers the most
+    assert "coverage gain" in out["c10"]["selection_reason"] and out["c01"]["drop_reason"] == "budget_exhausted"
+    again = select(*make(clusters()), qc(budget=3))
+    assert again.equals(select(*make(clusters()), qc(budget=3)))
+
+
+def test_quality_weight_one_is_best_score_first_and_zero_is_pure_coverage():
+    rows = [(i, (0.95 if i.startswith("c0") else 0.5) - 0.01 * int(i[2]), c, v) for i, _, c, v in clusters()]  # cluster 0 best
+    best = select(*make(rows), qc(budget=3).model_copy(update={"quality_weight": 1.0}))
+    assert best.filter("selected").sort("selection_rank")["id"].to_list() == ["c00", "c01", "c02"]
+    pure = select(*make(rows), qc(budget=3).model_copy(update={"quality_weight": 0.0}))
+    assert sorted(i[1] for i in pure.filter("selected")["id"]) == ["0", "1", "2"]  # one per cluster
+
+
+def test_rows_of_another_language_or_turn_class_are_not_covered_by_a_pick():
+    v = unit(1, 0, 0)
+    rows = [("en", 0.9, "open_qa", v, "en"), ("en2", 0.85, "open_qa", v, "en"), ("zh", 0.5, "open_qa", v, "zh")]
+    frame, emb = make(rows)
+    assert set(select(frame, emb, qc(budget=2)).filter("selected")["id"]) == {"en", "zh"}
+    chat = frame.with_columns(pl.when(pl.col("id") == "en2").then(2).otherwise(1).cast(pl.Int32).alias("n_turns"),
+                              pl.lit("en").alias("lang"))
+    assert set(select(chat, emb, qc(budget=2)).filter("selected")["id"]) == {"en", "en2"}
+
+
+def test_quality_coverage_honours_quotas_and_relaxes_them_only_to_fill_the_budget():
+    rows = [(f"c{i}", 0.9 - i * 0.01, "coding", unit(*np.eye(8)[i])) for i in range(6)]
+    rows += [("m0", 0.6, "maths", unit(*np.eye(8)[6]))]
+    out = by_id(select(*make(rows), qc(budget=4, category_quota={"*": 0.5})))
+    chosen = sorted(i for i, r in out.items() if r["selected"])
+    assert len(chosen) == 4 and "m0" in chosen and sum(i.startswith("c") for i in chosen) == 3
+    over = [r for i, r in out.items() if r["selected"] and "over quota" in r["selection_reason"]]
+    assert len(over) == 1
+    strict = by_id(select(*make(rows), qc(budget=4, category_quota={"*": 0.5}, strict_quota=True)))
+    assert sum(r["selected"] for r in strict.values()) == 3
+    assert sum(r["drop_reason"] == "quota_full" for r in strict.values()) == 4
