@@ -1,6 +1,6 @@
 """Task categories: the source's own label when it has one, else keyword rules a person can read.
 
-Rules look at the task statement (the first paragraph of the prompt; what follows is the input)
+Rules look at the task statement (the first paragraph of the first user turn; what follows is the input)
 and the first rule that matches wins, in the order of RULES. With embeddings, rows no rule names
 take the category whose centroid (mean embedding of the rows the rules did name) is nearest.
 """
@@ -12,7 +12,7 @@ from pipeline.embed import matrix
 from schemas.config import CategoryConfig
 
 CATEGORIES = ("open_qa", "closed_qa", "summarisation", "extraction", "classification", "brainstorming",
-              "creative_writing", "rewriting", "coding", "maths", "conversation", "other")
+              "creative_writing", "rewriting", "coding", "maths", "other")
 
 COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "category_evidence": (pl.String, "why the category: 'given', the keyword rule and the words it matched, or the centroid similarity"),
@@ -54,29 +54,39 @@ RULES: list[tuple[str, str]] = [
 ]
 
 
+def _first_ask() -> pl.Expr:
+    """The first user turn: what a conversation is about (later turns follow it up)."""
+    users = pl.col("messages").list.eval(pl.element().filter(pl.element().struct.field("role") == "user"))
+    return users.list.first().struct.field("content").fill_null("")
+
+
 def _task_statement() -> pl.Expr:
-    """The prompt's first paragraph (the instruction, not its input), lower-cased; also without a lead-in
-    like 'Given a list, ' so that rules anchored at a line start see the verb."""
-    first = pl.col("instruction").fill_null("").str.split("\n\n").list.first().str.to_lowercase().str.slice(0, 400)
+    """The first user turn's first paragraph (the instruction, not its input), lower-cased; also without a
+    lead-in like 'Given a list, ' so that rules anchored at a line start see the verb."""
+    first = _first_ask().str.split("\n\n").list.first().str.to_lowercase().str.slice(0, 400)
     lead_in = r"^(?:please |(?:given|using|for|in|from|based on) [^,]{0,80}, )"
     return pl.concat_str(first.str.replace(lead_in, ""), first, separator="\n")
 
 
 def _has_input() -> pl.Expr:
-    return pl.col("instruction").fill_null("").str.contains("\n\n")
+    return _first_ask().str.contains("\n\n")
 
 
 def keyword_category(task: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """(category, evidence) expressions from RULES; a prompt with an input and a question is closed QA."""
-    cat = pl.when(pl.col("n_turns") > 1).then(pl.lit("conversation"))
-    ev = pl.when(pl.col("n_turns") > 1).then(pl.lit("rule conversation: more than one turn"))
+    """(category, evidence) expressions from RULES; a prompt with an input and a question is closed QA.
+
+    A multi-turn conversation is categorised by what its first turn asks: the number of turns is a
+    dimension of coverage of its own (selection), not a task type that a category quota would cap."""
+    branches = []  # (condition, category, evidence), first match wins
     for name, pattern in RULES:
         hit = task.str.contains(pattern)
         if name == "open_qa":
-            cat = cat.when(hit & _has_input()).then(pl.lit("closed_qa"))
-            ev = ev.when(hit & _has_input()).then(pl.lit("rule closed_qa: a question about the given input"))
-        cat = cat.when(hit).then(pl.lit(name))
-        ev = ev.when(hit).then(pl.lit(f"rule {name}: '") + task.str.extract(f"({pattern})", 1) + pl.lit("'"))
+            branches.append((hit & _has_input(), pl.lit("closed_qa"), pl.lit("rule closed_qa: a question about the given input")))
+        branches.append((hit, pl.lit(name), pl.lit(f"rule {name}: '") + task.str.extract(f"({pattern})", 1) + pl.lit("'")))
+    (first, cat, ev), rest = branches[0], branches[1:]
+    cat, ev = pl.when(first).then(cat), pl.when(first).then(ev)
+    for when, name, why in rest:
+        cat, ev = cat.when(when).then(name), ev.when(when).then(why)
     return cat.otherwise(pl.lit("other")), ev.otherwise(pl.lit("no rule matched"))
 
 
@@ -91,7 +101,7 @@ def normalise_given(col: pl.Expr) -> pl.Expr:
 def centroid_category(frame: pl.DataFrame, embeddings: pl.DataFrame, min_similarity: float) -> pl.DataFrame:
     """(id, category, evidence) for embedded 'other' rows near enough to a keyword-category centroid."""
     rows = frame.join(embeddings.select("id"), on="id", maintain_order="left").filter(pl.col("category_source") == "inferred")
-    named = rows.filter(~pl.col("category").is_in(["other", "conversation"]))
+    named = rows.filter(pl.col("category") != "other")
     others = rows.filter(pl.col("category") == "other")
     if not named.height or not others.height:
         return pl.DataFrame(schema={"id": pl.String, "_cat": pl.String, "_ev": pl.String})

@@ -36,6 +36,8 @@ def frame(instructions: list[str], categories: list[str | None] | None = None, t
     return pl.DataFrame({
         "id": [f"r{i}" for i in range(n)],
         "instruction": instructions,
+        "messages": [[{"role": "user", "content": turn} for turn in (text.split("\n\n") if t > 1 else [text])]
+                     for text, t in zip(instructions, turns or [1] * n)],
         "response": ["ok"] * n,
         "n_turns": pl.Series(turns or [1] * n, dtype=pl.Int32),
         "category": pl.Series(cats, dtype=pl.String),
@@ -51,11 +53,12 @@ def test_keyword_rules_name_each_task_type_with_evidence():
     assert out["category_evidence"][-1] == "no rule matched"
 
 
-def test_multi_turn_is_conversation_and_given_labels_win():
-    out = categorize(frame(["Hi\n\nAnd then?", "Who wrote Hamlet?", "x"], [None, "Information_Extraction", "general qa"], [2, 1, 1]),
+def test_multi_turn_is_categorised_by_its_first_ask_and_given_labels_win():
+    chats = ["Write a python function to sort a list\n\nNow make it faster?", "What is the capital of Peru?\n\nAnd of Chile?"]
+    out = categorize(frame([*chats, "Who wrote Hamlet?", "x"], [None, None, "Information_Extraction", "general qa"], [2, 2, 1, 1]),
                      CategoryConfig())
-    assert out["category"].to_list() == ["conversation", "extraction", "open_qa"]
-    assert out["category_source"].to_list() == ["inferred", "given", "given"]
+    assert out["category"].to_list() == ["coding", "open_qa", "extraction", "open_qa"]  # not closed_qa: no input in turn 1
+    assert out["category_source"].to_list() == ["inferred", "inferred", "given", "given"]
 
 
 def test_inference_off_leaves_unlabelled_rows_empty():
