@@ -5,12 +5,15 @@
     python bench/dedup.py --sweep              # quality and time of other thresholds, shingles and bands
 
 Each method runs end to end (normalise, shingle, sign, band, verify, cluster) in its own process,
-so peak memory is its own. Quality: drop precision (exact Jaccard of each dropped row with the row
-it was dropped for), recall against exact all-pairs Jaccard for a uniform sample of rows (a pair
-counts as found when both rows end in one cluster), and recall of the planted copies.
+so peak memory is its own; every method compares instruction and response as two fields (a pair
+is a duplicate when both reach the threshold). Quality: drop precision (exact Jaccard, on every
+field, of each dropped row with the row it was dropped for), recall against exact all-pairs
+Jaccard for a uniform sample of rows (a pair counts as found when both rows end in one cluster),
+and recall of the planted copies.
 """
 
 import argparse
+import functools
 import json
 import random
 import subprocess
@@ -26,9 +29,9 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.dedup import compared_text, dedup  # noqa: E402
+from pipeline.dedup import compared_fields, dedup, folded  # noqa: E402
 from pipeline.dedup_cluster import components  # noqa: E402
-from pipeline.dedup_lsh import candidate_pairs, sorted_unique  # noqa: E402
+from pipeline.dedup_lsh import candidates_of_any, sorted_unique  # noqa: E402
 from pipeline.ingest import ingest  # noqa: E402
 from pipeline.minhash import shingle_hashes, shingles, signatures  # noqa: E402
 from schemas.config import DedupConfig, IngestConfig  # noqa: E402
@@ -75,27 +78,42 @@ def _union_find(n: int, i: list[int], j: list[int], ids: pl.Series) -> pl.DataFr
         dup_of=pl.when(pl.Series(kept)).then(None).otherwise(pl.col("dup_of")))
 
 
+def field_texts(frame: pl.DataFrame, cfg: DedupConfig) -> list[pl.Series]:
+    """Each compared field of every row, folded as the dedup stage folds it."""
+    return [frame.select(folded(f)).to_series() for f in compared_fields(cfg)]
+
+
+def _both_fields(sigs: list, candidates: list[set], cfg: DedupConfig) -> tuple[list[int], list[int]]:
+    """Pairs found in any field's LSH whose estimated Jaccard reaches the threshold on every field."""
+    pairs = [(k, q) for k, found in enumerate(map(set.union, *candidates)) for q in found
+             if q > k and all(field[k].jaccard(field[q]) >= cfg.threshold for field in sigs)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
 def run_datasketch(frame: pl.DataFrame, cfg: DedupConfig) -> pl.DataFrame:
     from datasketch import MinHash, MinHashLSH
-    texts = frame.select(compared_text(cfg)).to_series().to_list()
-    sets = [[s.encode() for s in set(shingles(t, cfg.ngram, cfg.shingle))] for t in texts]
-    sigs = MinHash.bulk(sets, num_perm=cfg.num_perm, seed=cfg.seed)
-    lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm, params=(cfg.bands, cfg.num_perm // cfg.bands))
-    for k, m in enumerate(sigs):
-        lsh.insert(k, m)
-    pairs = [(k, q) for k, m in enumerate(sigs) for q in lsh.query(m) if q > k and m.jaccard(sigs[q]) >= cfg.threshold]
-    return _union_find(len(texts), [p[0] for p in pairs], [p[1] for p in pairs], frame["id"])
+    sigs, candidates = [], []
+    for texts in field_texts(frame, cfg):
+        sets = [[s.encode() for s in set(shingles(t, cfg.ngram, cfg.shingle))] for t in texts.to_list()]
+        field = MinHash.bulk(sets, num_perm=cfg.num_perm, seed=cfg.seed)
+        lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm, params=(cfg.bands, cfg.num_perm // cfg.bands))
+        for k, m in enumerate(field):
+            lsh.insert(k, m)
+        sigs.append(field)
+        candidates.append([set(lsh.query(m)) for m in field])
+    return _union_find(frame.height, *_both_fields(sigs, candidates, cfg), frame["id"])
 
 
 def run_rensa(frame: pl.DataFrame, cfg: DedupConfig) -> pl.DataFrame:
     from rensa import RMinHash, RMinHashLSH
-    texts = frame.select(compared_text(cfg)).to_series().to_list()
-    sigs = RMinHash.from_token_sets([set(shingles(t, cfg.ngram, cfg.shingle)) for t in texts], cfg.num_perm, cfg.seed)
-    lsh = RMinHashLSH(cfg.threshold, cfg.num_perm, cfg.bands)
-    lsh.insert_many(sigs)
-    pairs = [(k, q) for k, found in enumerate(lsh.query_all(sigs)) for q in found
-             if q > k and sigs[k].jaccard(sigs[q]) >= cfg.threshold]
-    return _union_find(len(texts), [p[0] for p in pairs], [p[1] for p in pairs], frame["id"])
+    sigs, candidates = [], []
+    for texts in field_texts(frame, cfg):
+        field = RMinHash.from_token_sets([set(shingles(t, cfg.ngram, cfg.shingle)) for t in texts.to_list()], cfg.num_perm, cfg.seed)
+        lsh = RMinHashLSH(cfg.threshold, cfg.num_perm, cfg.bands)
+        lsh.insert_many(field)
+        sigs.append(field)
+        candidates.append([set(found) for found in lsh.query_all(field)])
+    return _union_find(frame.height, *_both_fields(sigs, candidates, cfg), frame["id"])
 
 
 def run_winnow(frame: pl.DataFrame, cfg: DedupConfig) -> pl.DataFrame:
@@ -131,8 +149,14 @@ def spawn(method: str, frame_path: Path, cfg: DedupConfig, tmp: Path) -> tuple[d
     return json.loads(done.stdout.strip().splitlines()[-1]), pl.read_parquet(out)
 
 
-def sample_truth(texts: pl.Series, size: int, threshold: float, cfg: DedupConfig, seed: int = 0) -> pl.DataFrame:
-    """(a, b) row pairs with exact Jaccard >= threshold, a from a uniform sample, b any row (sparse products)."""
+def sample_truth(fields: list[pl.Series], size: int, threshold: float, cfg: DedupConfig, seed: int = 0) -> pl.DataFrame:
+    """(a, b) row pairs with exact Jaccard >= threshold on every field, a from a uniform sample, b any row."""
+    pairs = [_field_truth(texts, size, threshold, cfg, seed) for texts in fields]
+    return functools.reduce(lambda x, y: x.join(y, on=["a", "b"]), pairs)
+
+
+def _field_truth(texts: pl.Series, size: int, threshold: float, cfg: DedupConfig, seed: int) -> pl.DataFrame:
+    """(a, b) row pairs with exact Jaccard >= threshold on one field (sparse products)."""
     counts, hashes = shingle_hashes(texts.to_list(), cfg.ngram, cfg.shingle)
     doc = np.repeat(np.arange(len(texts), dtype=np.uint64), counts)
     keys = sorted_unique(doc << np.uint64(32) | hashes.astype(np.uint64))
@@ -156,18 +180,17 @@ def exact(a: str, b: str, cfg: DedupConfig) -> float:
 
 
 def quality(frame: pl.DataFrame, result: pl.DataFrame, truth: pl.DataFrame, planted: pl.DataFrame, cfg: DedupConfig) -> dict:
-    """Drop precision, sample pair recall and planted recall of one method's clusters."""
-    texts = frame.select("id", text=compared_text(cfg))
+    """Drop precision, sample pair recall and planted recall of one method's clusters (similarity: the lower field's)."""
+    text = list(zip(*[t.to_list() for t in field_texts(frame, cfg)]))
+    row = {k: v for v, k in enumerate(frame["id"].to_list())}
+    similarity = lambda x, y: min(exact(p, q, cfg) for p, q in zip(text[row[x]], text[row[y]]))  # noqa: E731
+    sims = [similarity(x, y) for x, y in result.filter(pl.col("dup_of").is_not_null()).select("id", "dup_of").iter_rows()]
     cluster = result["cluster"].to_numpy()
-    drops = result.filter(pl.col("dup_of").is_not_null()).join(texts, on="id").join(
-        texts.rename({"id": "dup_of", "text": "kept"}), on="dup_of")
-    sims = [exact(a, b, cfg) for a, b in drops.select("text", "kept").iter_rows()]
     index = {k: v for v, k in enumerate(result["id"].to_list())}
     pair_found = cluster[truth["a"].to_numpy()] == cluster[truth["b"].to_numpy()]
     a, b = [index[i] for i in planted["original"]], [index[i] for i in planted["copy"]]
     copies = cluster[a] == cluster[b]
-    text = texts["text"].to_list()
-    alike = np.array([exact(text[x], text[y], cfg) >= cfg.threshold for x, y in zip(a, b)])
+    alike = np.array([similarity(x, y) >= cfg.threshold for x, y in zip(planted["original"], planted["copy"])])
     return {"drops": len(sims), "drop_precision": float(np.mean(np.array(sims) >= cfg.threshold - 1e-12)) if sims else 1.0,
             "sample_pairs": len(truth), "pair_recall": float(pair_found.mean()) if len(truth) else 1.0,
             "planted_recall": float(copies.mean()), "planted_recall_above_t": float(copies[alike].mean()), "max_cluster": int(result.group_by("cluster").len()["len"].max())}
@@ -226,10 +249,10 @@ def sweep(frame: pl.DataFrame, planted: pl.DataFrame, sample: int) -> None:
         start = time.perf_counter()
         result = run_winnow(frame, cfg)
         seconds = time.perf_counter() - start
-        truth = sample_truth(frame.select(compared_text(cfg)).to_series(), sample, cfg.threshold, cfg)
+        truth = sample_truth(field_texts(frame, cfg), sample, cfg.threshold, cfg)
         q = quality(frame, result, truth, planted, cfg)
-        keys = frame.select(compared_text(cfg)).to_series().unique(maintain_order=True)
-        q["candidates"] = len(candidate_pairs(signatures(keys, cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed), cfg.bands, cfg.bucket_all_pairs)[0])
+        sigs = [signatures(keys, cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed) for keys in field_texts(frame, cfg)]
+        q["candidates"] = len(candidates_of_any(sigs, cfg.bands, cfg.bucket_all_pairs)[0])
         print(f"  {json.dumps(change) or 'defaults':<36} {seconds:6.2f}s  " + "  ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in q.items()), flush=True)
 
@@ -248,7 +271,7 @@ def main() -> None:
         sys.exit(f"needs {DATA / 'alpaca'}")
     cfg = DedupConfig()
     frame, planted = alpaca(args.planted)
-    truth = sample_truth(frame.select(compared_text(cfg)).to_series(), args.sample, cfg.threshold, cfg)
+    truth = sample_truth(field_texts(frame, cfg), args.sample, cfg.threshold, cfg)
     print(f"truth: {len(truth):,} pairs with exact Jaccard >= {cfg.threshold} for {args.sample:,} sampled rows")
     with tempfile.TemporaryDirectory() as tmp:
         compare(frame, cfg, Path(tmp), "alpaca+planted", lambda r: quality(frame, r, truth, planted, cfg))

@@ -1,7 +1,9 @@
 """Dedup stage: exact duplicates of normalised text, then MinHash LSH near-duplicates, keepers by quality.
 
-Needs the whole set: any two alive records (or a record and one curated by an earlier run) may
-pair. Work happens once per distinct normalised text; the verdict joins back to rows on `id`.
+`dedup.fields` names the fields that must all match: instruction and response joined into one
+text (default), or each of them on its own (`both`), or one alone. Needs the whole set: any two alive records (or a record and one
+curated by an earlier run) may pair. Work happens once per distinct normalised pair of texts;
+the verdict joins back to rows on `id`.
 """
 
 from pathlib import Path
@@ -18,7 +20,7 @@ from schemas.ledger import DropReason
 
 STAGE = "dedup"
 INDEX_FILE = "dedup_index.parquet"
-INDEX_VERSION = "v1"  # bump when normalisation or hashing changes, so old indexes are re-keyed
+INDEX_VERSION = "v2"  # bump when normalisation, hashing or the index columns change, so old indexes are re-keyed
 
 # Runs of anything but letters, marks and digits, except the single spaces between words (matching
 # those too makes the replace 3x slower).
@@ -27,14 +29,19 @@ NOT_WORD_RUN = r"[^\p{L}\p{M}\p{N} ][^\p{L}\p{M}\p{N}]*| [^\p{L}\p{M}\p{N}]+"
 COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "dup_of": (pl.String, "id of the record kept in place of this one (a dedup drop); null otherwise"),
     "dedup_cluster": (pl.String, "id of the kept record of this record's duplicate group (its own id when kept); null if dropped before dedup"),
-    "dup_similarity": (pl.Float64, "Jaccard similarity of the compared text to dup_of's (1.0 for exact duplicates); null otherwise"),
+    "dup_similarity": (pl.Float64, "Jaccard similarity to dup_of, the lower of the compared fields' (1.0 for exact duplicates); null otherwise"),
 }
 
 
-def compared_text(cfg: DedupConfig) -> pl.Expr:
-    """The text two records are compared on (`dedup.fields`), with case, punctuation and spacing folded."""
-    columns = ["instruction", "response"] if cfg.fields == "both" else [cfg.fields]
-    text = pl.concat_str([pl.col(c).fill_null("") for c in columns], separator=" ")
+def compared_fields(cfg: DedupConfig) -> list[str]:
+    """The fields that must all match for two records to be duplicates (`dedup.fields`)."""
+    return ["instruction", "response"] if cfg.fields == "both" else [cfg.fields]
+
+
+def folded(field: str) -> pl.Expr:
+    """One compared field (`joined`: instruction and response as one text), case, punctuation and spacing folded."""
+    parts = ["instruction", "response"] if field == "joined" else [field]
+    text = pl.concat_str([pl.col(c).fill_null("") for c in parts], separator=" ")
     return text.str.to_lowercase().str.replace_all(NOT_WORD_RUN, " ").str.strip_chars()
 
 
@@ -45,49 +52,55 @@ def signature_params(cfg: DedupConfig) -> str:
 
 def _reusable(previous: pl.DataFrame | None, cfg: DedupConfig) -> bool:
     """Earlier runs' keys and signatures serve as they are only when every one was made with these params."""
-    return (previous is not None and previous.height > 0 and previous.schema["signature"] == pl.Array(pl.UInt32, cfg.num_perm)
-            and bool(previous["params"].eq(signature_params(cfg)).all()))
+    width = pl.Array(pl.UInt32, cfg.num_perm)
+    return (previous is not None and previous.height > 0 and bool(previous["params"].eq(signature_params(cfg)).all())
+            and all(previous.schema.get(f"signature_{f}") == width for f in compared_fields(cfg)))
 
 
 def _ranked(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> pl.DataFrame:
     """Alive rows and earlier-run rows, best keeper first: earlier runs, quality, response length, id."""
     score = pl.col("quality") if "quality" in frame.columns else pl.lit(None, pl.Float64)
+    keys = [f"key_{f}" for f in compared_fields(cfg)]
     rows = frame.filter(ALIVE).select(
-        "id", key=compared_text(cfg), earlier=pl.lit(False), score=score.cast(pl.Float64),
+        "id", *[folded(f).alias(f"key_{f}") for f in compared_fields(cfg)], earlier=pl.lit(False), score=score.cast(pl.Float64),
         length=pl.col("response").fill_null("").str.len_chars().cast(pl.Int64))
     if previous is not None:
-        old = previous.select("id", key=pl.col("key") if _reusable(previous, cfg) else compared_text(cfg), earlier=pl.lit(True), score=pl.lit(None, pl.Float64), length=pl.lit(0, pl.Int64))
+        stored = [pl.col(k) if _reusable(previous, cfg) else folded(f).alias(k) for f, k in zip(compared_fields(cfg), keys)]
+        old = previous.select("id", *stored, earlier=pl.lit(True), score=pl.lit(None, pl.Float64), length=pl.lit(0, pl.Int64))
         rows = pl.concat([old, rows])
     rows = rows.sort(["earlier", "score", "length", "id"], descending=[True, True, True, False], nulls_last=True)
-    return rows.with_row_index("rank").with_columns(group=pl.col("key") if cfg.exact else pl.col("rank"))
+    exact = pl.concat_str(keys, separator="\n")  # folded keys hold no newline, so fields cannot run into each other
+    return rows.with_row_index("rank").with_columns(group=exact if cfg.exact else pl.col("rank"))
 
 
-def _signatures(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> np.ndarray:
-    """Signatures of every distinct text; earlier runs' come from their index when its params match."""
+def _signatures(groups: pl.DataFrame, field: str, cfg: DedupConfig, previous: pl.DataFrame | None) -> np.ndarray:
+    """Signatures of one field of every distinct pair; earlier runs' come from their index when its params match."""
     reuse = _reusable(previous, cfg)
     todo = ~groups["earlier"] if reuse else pl.Series([True] * groups.height)
     sig = np.empty((groups.height, cfg.num_perm), dtype=np.uint32)
-    sig[todo.to_numpy()] = signatures(groups["key"].filter(todo), cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars)
+    sig[todo.to_numpy()] = signatures(groups[f"key_{field}"].filter(todo), cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars)
     if reuse:
-        stored = groups.filter(~todo).select("id").join(previous.select("id", "signature"), on="id", how="left", maintain_order="left")
-        sig[~todo.to_numpy()] = stored["signature"].to_numpy()
+        column = f"signature_{field}"
+        stored = groups.filter(~todo).select("id").join(previous.select("id", column), on="id", how="left", maintain_order="left")
+        sig[~todo.to_numpy()] = stored[column].to_numpy()
     return sig
 
 
 def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per distinct text (best first): kept text it duplicates (-1 if none), Jaccard to it, cluster head."""
+    """Per distinct pair of texts (best first): kept one it duplicates (-1 if none), lower field Jaccard to it, cluster head."""
     n = groups.height
     if cfg.threshold is None or n < 2:
         return np.full(n, -1), np.ones(n), np.arange(n)
-    sig = _signatures(groups, cfg, previous)
-    i, j, _ = verified_pairs(sig, groups["key"], cfg.threshold, cfg.bands, cfg.bucket_all_pairs, cfg.ngram, cfg.shingle)
+    keys = [groups[f"key_{f}"] for f in compared_fields(cfg)]
+    sigs = [_signatures(groups, f, cfg, previous) for f in compared_fields(cfg)]
+    i, j, _ = verified_pairs(sigs, keys, cfg.threshold, cfg.bands, cfg.bucket_all_pairs, cfg.ngram, cfg.shingle)
     earlier = groups["earlier"].to_numpy()
     fresh = ~(earlier[i] & earlier[j])  # earlier runs' records all stay, even when alike
     i, j = i[fresh], j[fresh]
     dup_of = greedy_keepers(n, i, j)
     dropped = np.flatnonzero(dup_of >= 0)
     similarity = np.ones(n)
-    similarity[dropped] = exact_jaccard(groups["key"], dropped, dup_of[dropped], cfg.ngram, cfg.shingle)
+    similarity[dropped] = np.min([exact_jaccard(k, dropped, dup_of[dropped], cfg.ngram, cfg.shingle) for k in keys], axis=0)
     return dup_of, similarity, components(n, i, j)
 
 
@@ -125,13 +138,12 @@ def dedup(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None =
 
 
 def build_index(ledger: pl.DataFrame, cfg: DedupConfig) -> pl.DataFrame:
-    """Keys and signatures of the rows still alive (the curated ones), for later runs to dedup against."""
-    kept = ledger.filter(ALIVE).select("id", "instruction", "response", key=compared_text(cfg)).sort("id")
-    sig = signatures(kept["key"], cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars)
-    return kept.with_columns(
-        signature=pl.Series(sig, dtype=pl.Array(pl.UInt32, cfg.num_perm)),
-        params=pl.lit(signature_params(cfg)),
-    )
+    """Keys and signatures of each compared field of the rows still alive (the curated ones), for later runs."""
+    fields = compared_fields(cfg)
+    kept = ledger.filter(ALIVE).select("id", "instruction", "response", *[folded(f).alias(f"key_{f}") for f in fields]).sort("id")
+    sig = {f"signature_{f}": pl.Series(signatures(kept[f"key_{f}"], cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars),
+                                       dtype=pl.Array(pl.UInt32, cfg.num_perm)) for f in fields}
+    return kept.with_columns(**sig, params=pl.lit(signature_params(cfg)))
 
 
 def load_previous(run_dirs: list[str]) -> pl.DataFrame | None:
@@ -142,4 +154,5 @@ def load_previous(run_dirs: list[str]) -> pl.DataFrame | None:
         if not path.is_file():
             raise FileNotFoundError(f"dedup.previous_runs: {run_dir} has no {INDEX_FILE} (not a finished winnow run dir?)")
         frames.append(pl.read_parquet(path))
-    return pl.concat(frames, how="vertical_relaxed").unique("id", keep="first", maintain_order=True) if frames else None
+    # diagonal: indexes of other versions or fields have other columns (their params then differ: they are re-signed)
+    return pl.concat(frames, how="diagonal_relaxed").unique("id", keep="first", maintain_order=True) if frames else None

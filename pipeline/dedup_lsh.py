@@ -108,20 +108,40 @@ def _exact_block(texts: pl.Series, i: np.ndarray, j: np.ndarray, n: int, unit: s
     inter = np.empty(len(i))
     inter[by_large] = np.bincount(np.repeat(np.arange(len(i)), reps), weights=keys[at] == probe, minlength=len(i))
     union = size[a] + size[b] - inter
-    return np.divide(inter, union, out=np.zeros(len(i)), where=union > 0)
+    return np.divide(inter, union, out=np.ones(len(i)), where=union > 0)  # two empty texts are equal
 
 
-def verified_pairs(sig: np.ndarray, texts: pl.Series, threshold: float, bands: int, all_pairs: int, n: int, unit: str):
-    """(i, j, jaccard) of the candidate pairs whose Jaccard reaches the threshold.
+def candidates_of_any(sigs: list[np.ndarray], bands: int, all_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j), i < j, of pairs that share a whole band on at least one field's signatures."""
+    found = [candidate_pairs(sig, bands, all_pairs) for sig in sigs]
+    packed = sorted_unique(np.concatenate([i.astype(np.uint64) << np.uint64(32) | j.astype(np.uint64) for i, j in found]))
+    return (packed >> np.uint64(32)).astype(np.int64), (packed & LOW32).astype(np.int64)
 
-    Unverified bands chain unrelated records, so no candidate is taken on trust: a MinHash estimate
+
+def _field_jaccard(sig: np.ndarray, texts: pl.Series, i: np.ndarray, j: np.ndarray, threshold: float, n: int, unit: str) -> np.ndarray:
+    """MinHash estimate of each pair's Jaccard on one field, checked exactly where it is near the threshold.
+
+    Unverified bands chain unrelated records, so no candidate is taken on trust: an estimate
     CLEAR_SIGMAS standard errors away from the threshold decides (wrong about 1 time in 30,000),
     the others are checked exactly on the shingles.
     """
-    i, j = candidate_pairs(sig, bands, all_pairs)
     sim = estimated_jaccard(sig, i, j)
     margin = CLEAR_SIGMAS * np.sqrt(threshold * (1 - threshold) / sig.shape[1])
     unsure = np.flatnonzero((sim >= threshold - margin) & (sim < threshold + margin))
     sim[unsure] = exact_jaccard(texts, i[unsure], j[unsure], n, unit)
-    ok = sim >= threshold
-    return i[ok], j[ok], sim[ok]
+    return sim
+
+
+def verified_pairs(sigs: list[np.ndarray], texts: list[pl.Series], threshold: float, bands: int, all_pairs: int, n: int, unit: str):
+    """(i, j, lowest jaccard) of the candidate pairs whose Jaccard reaches the threshold on every field.
+
+    Candidates come from the bands of any field (a pair edited in one field still meets in the
+    other's); each field then prunes the pairs it rejects, so later fields check fewer.
+    """
+    i, j = candidates_of_any(sigs, bands, all_pairs)
+    low = np.ones(len(i))
+    for sig, text in zip(sigs, texts):
+        sim = _field_jaccard(sig, text, i, j, threshold, n, unit)
+        ok = sim >= threshold
+        i, j, low = i[ok], j[ok], np.minimum(low[ok], sim[ok])
+    return i, j, low

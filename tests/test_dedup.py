@@ -12,6 +12,8 @@ from pipeline.minhash import shingles
 from schemas.config import ConfigError, DedupConfig, IngestConfig, parse_config
 from schemas.ledger import DropReason
 
+from tests.conftest import ROOT
+
 BASE = ("Write a short paragraph explaining why the sky looks blue during the day and red at sunset.",
         "Sunlight is scattered by the molecules of the air, and blue light is scattered far more than red light. "
         "At sunset the light crosses much more air, so most of the blue is scattered away before it reaches us.")
@@ -91,6 +93,25 @@ def test_switches_turn_rules_off():
     assert verdict(no_exact)["r1"] == ("near_duplicate", "r0", "r0") and no_exact["dup_similarity"][1] == 1.0
 
 
+def test_both_fields_must_match_when_fields_is_both():
+    """A shared template with another input and answer joins into a near-copy; compared field by field it is not."""
+    template = ("Calculate the perimeter of a square whose side is 10 centimetres long, and show the working step by step.",
+                "The perimeter of a square is four times its side, so the perimeter is 4 x 10 = 40 centimetres.")
+    other = (template[0].replace("10", "9"), "Four sides of 9 each: the perimeter is 36 centimetres in total.")
+    rows = [template, other, BASE, EDITED]
+    assert jaccard(" ".join(template), " ".join(other)) >= 0.5 and jaccard(template[1], other[1]) < 0.5
+    joined = verdict(dedup(make(rows, quality=[0.9, 0.1, 0.9, 0.1]), DedupConfig()))
+    both = verdict(dedup(make(rows, quality=[0.9, 0.1, 0.9, 0.1]), DedupConfig(fields="both")))
+    assert joined["r1"][:2] == ("near_duplicate", "r0") and both["r1"] == (None, None, "r1")
+    assert both["r3"] == ("near_duplicate", "r2", "r2")
+
+
+def test_exact_duplicates_under_both_need_both_fields_equal():
+    rows = [("Name a colour", "Red is one"), ("Name a colour red", "is one"), ("name a COLOUR", "Red, is one!")]
+    out = verdict(dedup(make(rows, quality=[0.9, 0.5, 0.1]), DedupConfig(fields="both", threshold=None)))
+    assert out == {"r0": (None, None, "r0"), "r1": (None, None, "r1"), "r2": ("exact_duplicate", "r0", "r0")}
+
+
 def test_bands_must_divide_permutations():
     with pytest.raises(ConfigError, match="bands"):
         parse_config({"dedup": {"num_perm": 128, "bands": 30}})
@@ -140,6 +161,19 @@ def test_earlier_runs_with_other_params_or_nothing_curated_are_re_signed(tmp_pat
     mixed = load_previous([str(tmp_path / "run1"), str(tmp_path / "small")])
     out = dedup(make([EDITED, ("Brand new", "content here")]), DedupConfig(), mixed)
     assert out["drop_reason"].to_list() == [str(DropReason.SEEN_IN_EARLIER_RUN), None]
+
+
+def test_an_index_of_the_first_version_is_re_signed(tmp_path):
+    """v1 indexes held one `key`/`signature` of the joined text; their rows are folded and signed again."""
+    (tmp_path / "v1").mkdir()
+    pl.DataFrame({"id": ["old0"], "instruction": [BASE[0]], "response": [BASE[1]], "key": ["whatever"],
+                  "signature": pl.Series([[1] * 128], dtype=pl.Array(pl.UInt32, 128)), "params": ["v1|both|char5|128|1"]},
+                 ).write_parquet(tmp_path / "v1" / INDEX_FILE)
+    _first_run(tmp_path, DedupConfig(fields="both"))
+    previous = load_previous([str(tmp_path / "v1"), str(tmp_path / "run1")])
+    for cfg in (DedupConfig(), DedupConfig(fields="both")):
+        out = dedup(make([EDITED, ("Brand new", "content here")]), cfg, previous)
+        assert out["drop_reason"].to_list() == [str(DropReason.SEEN_IN_EARLIER_RUN), None]
 
 
 def test_load_previous_needs_an_index(tmp_path):
@@ -202,3 +236,32 @@ def test_planted_edits_in_real_data_are_found(shared_data):
     found = sum(cluster[a] == cluster[b] for a, b in zip(base["id"].gather(picks), copies["id"]))
     assert found >= 97
     assert out.filter(pl.col("drop_reason") == "near_duplicate").height >= 97
+
+
+JUDGED = ROOT / "tests" / "fixtures" / "dedup_alpaca_judged.json"
+
+
+def _judged_pairs(shared_data) -> pl.DataFrame:
+    """The hand-judged pairs of the fixture with both records' texts, taken from Alpaca by source index."""
+    ledger, _ = ingest([shared_data / "alpaca" / "alpaca_data.json"], IngestConfig())
+    text = ledger.select("source_index", "instruction", "response")
+    pairs = pl.DataFrame(json.loads(JUDGED.read_text())["pairs"])
+    return pairs.join(text, left_on="dropped", right_on="source_index").join(text, left_on="kept", right_on="source_index", suffix="_kept")
+
+
+def _flagged(pairs: pl.DataFrame, cfg: DedupConfig) -> list[bool]:
+    """The rule's verdict on each pair alone: is one of the two dropped for the other?"""
+    return [dedup(make([(r["instruction"], r["response"]), (r["instruction_kept"], r["response_kept"])]), cfg)["dup_of"].is_not_null().any()
+            for r in pairs.iter_rows(named=True)]
+
+
+@pytest.mark.parametrize(("cfg", "precision", "recall"), [(DedupConfig(), 0.60, 0.88), (DedupConfig(fields="both", threshold=0.42), 0.40, 0.55)])
+def test_judged_alpaca_pairs_keep_their_precision_and_recall(shared_data, cfg, precision, recall):
+    """Floors just under what was measured (tests/fixtures/dedup_alpaca_judged.json): a rule that drops more
+    templates or shared-passage pairs, or finds fewer of the judged duplicates, fails."""
+    pairs = _judged_pairs(shared_data)
+    assert pairs.height == 220
+    pairs = pairs.with_columns(flagged=pl.Series(_flagged(pairs, cfg)))
+    flagged = pairs.filter("flagged")
+    assert flagged["duplicate"].mean() >= precision
+    assert pairs.filter("duplicate")["flagged"].mean() >= recall

@@ -81,19 +81,30 @@ def test_large_buckets_pair_members_with_the_best_record():
 
 
 def test_exact_jaccard_is_exact():
-    texts = pl.Series(["abcdefgh", "abcdefgx", "zzzzzzzz", "", "abcdefgh"])
-    i, j = np.array([0, 0, 0, 0]), np.array([1, 2, 3, 4])
+    texts = pl.Series(["abcdefgh", "abcdefgx", "zzzzzzzz", "", "abcdefgh", ""])
+    i, j = np.array([0, 0, 0, 0, 3]), np.array([1, 2, 3, 4, 5])
     a, b = set(shingles("abcdefgh", 5)), set(shingles("abcdefgx", 5))
-    assert exact_jaccard(texts, i, j, 5, "char").tolist() == [len(a & b) / len(a | b), 0.0, 0.0, 1.0]
+    assert exact_jaccard(texts, i, j, 5, "char").tolist() == [len(a & b) / len(a | b), 0.0, 0.0, 1.0, 1.0]  # two empty texts are equal
 
 
 def test_estimates_near_the_threshold_are_checked_on_the_text():
     texts = pl.Series(["the quick brown fox jumps over the lazy dog", "completely different words here entirely"])
     sig = np.zeros((2, 128), dtype=np.uint32)
     sig[1, :50] = 1  # forged estimate 0.61: within 4 standard errors of 0.5, so checked exactly (J = 0)
-    assert len(verified_pairs(sig, texts, 0.5, 32, 16, 5, "char")[0]) == 0
-    i, _, sim = verified_pairs(np.zeros((2, 128), dtype=np.uint32), texts, 0.5, 32, 16, 5, "char")
+    assert len(verified_pairs([sig], [texts], 0.5, 32, 16, 5, "char")[0]) == 0
+    i, _, sim = verified_pairs([np.zeros((2, 128), dtype=np.uint32)], [texts], 0.5, 32, 16, 5, "char")
     assert len(i) == 1 and sim[0] == 1.0  # a clear estimate decides on its own (wrong ~1 in 30,000)
+
+
+def test_every_field_must_pass_and_the_lower_similarity_is_kept():
+    """Field 0 agrees everywhere; field 1 (forged estimate 0.75, clear of 0.5) only for pair (0, 1)."""
+    texts = pl.Series(["a", "b", "c"])
+    same = np.zeros((3, 128), dtype=np.uint32)
+    second = np.zeros((3, 128), dtype=np.uint32)
+    second[1, :32] = 1
+    second[2, :] = np.arange(128) + 7  # no band shared, no slot equal: J estimate 0
+    i, j, sim = verified_pairs([same, second], [texts, texts], 0.5, 32, 16, 5, "char")
+    assert list(zip(i.tolist(), j.tolist())) == [(0, 1)] and sim.tolist() == [0.75]
 
 
 def test_components_and_greedy_keepers():
