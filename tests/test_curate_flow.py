@@ -117,3 +117,21 @@ def test_cli_bad_files_among_good_ones_keep_the_good_records(tmp_path):
     c = manifest["counts"]
     assert c["input"] == c["curated"] + c["rejected"] + c["quarantined"] == ledger.height + quarantine.height
     assert c["read"]["records"] == sum(r["records"] for r in manifest["read"])
+
+
+def test_cli_unexpected_failure_is_one_line_and_a_saved_traceback(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import flows.curate
+    from pipeline.cli import app
+
+    def broken(**_):
+        raise RuntimeError("counts do not add up: x.jsonl: read 3 records, the ledger and quarantine account for 2\nmore")
+
+    monkeypatch.setattr(flows.curate, "curate", broken)
+    result = CliRunner().invoke(app, ["curate", str(SAMPLE / "alpaca.json"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "curate failed: RuntimeError: counts do not add up" in result.output.replace("\n", " ")
+    assert "RuntimeError" in (tmp_path / "r" / "error.log").read_text()
+    result = CliRunner().invoke(app, ["curate", "--out", str(tmp_path / "r2")])
+    assert result.exit_code == 2 and "no input" in result.output
