@@ -141,6 +141,8 @@ def record_view(run: Run, id_prefix: str) -> list:
         facts.add_row(column, cut(row.get(column), 200))
     fate = (f"[green]curated[/] (rank {row.get('selection_rank')}): {cut(row.get('selection_reason'), 400)}" if row["status"] == "curated"
             else f"[red]rejected[/] by [bold]{row['drop_stage']}[/]: [bold]{row['drop_reason']}[/] ({cut(row['drop_detail'], 400)})")
+    if row.get("score_evidence"):
+        fate += f"\nranked by selection_score {row['selection_score']:.2f}: {row['score_evidence']}"
     scores = Table(title="every signal", title_justify="left")
     for column in ("column", "value", "meaning"):
         scores.add_column(column, overflow="fold")

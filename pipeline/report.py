@@ -77,10 +77,11 @@ def _histogram(ledger, column: str) -> str:
 
 def _distributions(ledger) -> str:
     columns = runstats.score_columns(ledger)
-    main = [c for c in ("instruction_chars", "response_chars", "quality") if c in columns]
+    main = [c for c in ("instruction_chars", "response_chars", "quality", "selection_score", "answer_nll_alone", "ifd") if c in columns]
     rest = "".join(_histogram(ledger, c) for c in columns if c not in main)
     more = f"<details><summary>other signals</summary>{rest}</details>" if rest else ""
-    return ('<p class="muted">Share of rows per bin; lengths are cut at the 99th percentile.</p>'
+    return ('<p class="muted">Share of rows per bin; lengths are cut at the 99th percentile. The model scores '
+            '(selection_score, answer_nll_alone, ifd) exist for the scored candidate pool only.</p>'
             + "".join(_histogram(ledger, c) for c in main) + more)
 
 

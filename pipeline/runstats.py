@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-SCORES = ("quality", "instruction_chars", "response_chars", "response_words", "alnum_share", "ngram_repeat_share",
+SCORES = ("quality", "selection_score", "answer_nll_alone", "ifd", "answer_nll", "instruction_chars", "response_chars", "response_words", "alnum_share", "ngram_repeat_share",
           "line_repeat_share", "eval_overlap", "dup_similarity")
 UNKNOWN = "(none)"
 ID_PATTERN = r"\b([0-9a-f]{32}(?:-\d+)?)\b"

@@ -129,13 +129,13 @@ class LMScorer:
         alone = self._prefix([])
         answer_ids = [self.tokenizer(a, add_special_tokens=False)["input_ids"][:self.max_response] for a in answers]
         sequences = [(self._prefix(p), a) for p, a in zip(prompts, answer_ids)] + [(alone, a) for a in answer_ids]
-        nll = self._nll(sequences)
+        nll = np.array([t.mean() if len(t) else math.nan for t in self.token_nll(sequences)])
         n = len(answers)
         return np.stack([nll[:n], nll[n:], [len(a) for a in answer_ids]], axis=1).astype(np.float64)
 
-    def _nll(self, sequences: list[tuple[list[int], list[int]]]) -> np.ndarray:
-        """Mean NLL of each sequence's answer part; batches of similar length, left-padded, logits for answers only."""
-        out = np.full(len(sequences), np.nan)
+    def token_nll(self, sequences: list[tuple[list[int], list[int]]]) -> list[np.ndarray]:
+        """NLL of each answer token after its prefix, per (prefix ids, answer ids); batches of similar length."""
+        out: list[np.ndarray] = [np.zeros(0)] * len(sequences)
         order = sorted(range(len(sequences)), key=lambda i: (len(sequences[i][0]) + len(sequences[i][1]), i))
         batch: list[int] = []
         for i in order:  # ascending length: row i is the longest of its batch so far
@@ -147,7 +147,8 @@ class LMScorer:
             self._forward(sequences, batch, out)
         return out
 
-    def _forward(self, sequences, batch: list[int], out: np.ndarray) -> None:
+    def _forward(self, sequences, batch: list[int], out: list[np.ndarray]) -> None:
+        """One left-padded batch; logits only for the answer positions (the vocabulary head is the costly part)."""
         import torch
 
         rows = [sequences[i][0] + sequences[i][1] for i in batch]
@@ -161,13 +162,11 @@ class LMScorer:
         with torch.inference_mode():
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                                 logits_to_keep=answer_width + 1).logits[:, :-1].float()
-            targets = ids[:, -answer_width:]
-            logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        lengths = torch.tensor([len(sequences[i][1]) for i in batch], device=self.device)
-        keep = torch.arange(answer_width, device=self.device).unsqueeze(0) >= (answer_width - lengths).unsqueeze(1)
-        nll = -(logp * keep).sum(1) / lengths.clamp(min=1)
+            logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, -answer_width:].unsqueeze(-1)).squeeze(-1)
+        nll = (-logp).cpu().numpy().astype(np.float64)
         for k, i in enumerate(batch):
-            out[i] = float(nll[k]) if len(sequences[i][1]) else math.nan
+            n = len(sequences[i][1])
+            out[i] = nll[k, answer_width - n:] if n else np.zeros(0)
 
 
 RANKING_COLUMNS: dict[str, tuple[pl.DataType, str]] = {

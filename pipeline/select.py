@@ -235,11 +235,13 @@ def _choose_coverage(rows: pl.DataFrame, vectors: np.ndarray, cfg: SelectConfig)
     if not cfg.strict_quota:
         waiting = [i for i in range(len(ids)) if out.get(i, (0, None))[1] == DropReason.QUOTA_FULL]
         greedy.run(waiting, lambda i, gain: accept(i, gain, relax=True))
-    last = greedy.last_gain
-    for i in range(len(ids)):
-        if i not in out:
-            out[i] = (None, DropReason.BUDGET_EXHAUSTED, f"budget of {cfg.budget} filled before its turn; its gain "
-                      f"{last.get(i, greedy.gain(i)):.5f} was below the picks'")
+    rest = [i for i in range(len(ids)) if i not in out]
+    if rest and greedy.picks:
+        sims = vectors[rest] @ vectors[greedy.picks].T
+        near, top = np.array(greedy.picks)[sims.argmax(axis=1)], sims.max(axis=1)
+        for i, j, s in zip(rest, near.tolist(), top.tolist()):
+            out[i] = (None, DropReason.BUDGET_EXHAUSTED, f"budget of {cfg.budget} filled before its turn (gain "
+                      f"{greedy.last_gain.get(i, greedy.gain(i)):.5f}); most similar pick {ids[j]} at {s:.2f}")
     return [(ids[i], *out[i]) for i in range(len(ids))]
 
 

