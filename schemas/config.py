@@ -207,13 +207,30 @@ class DedupConfig(Stage):
         "95.7% of the planted copies) on 35% (39/110): near-identical instructions are rare in Alpaca (its generator "
         "filtered them), so what 'both' finds is mostly templates with different numbers ('square root of 156' / "
         "'of 121'); 'both' at 0.5 keeps 91.4% of the planted copies. Paraphrased requests with one answer "
-        "(instruction Jaccard 0.2-0.5) are most of the true duplicates 'joined' finds.")
+        "(instruction Jaccard 0.2-0.5) are most of the true duplicates 'joined' finds: 'both' at 0.42 finds only "
+        "31% (19/62) of those judged true in the 'joined' sample. Cost of 'both': about 10% more CPU in bench/dedup.py.")
     threshold: float | None = Field(
         0.5, gt=0, le=1,
         description="Jaccard similarity of shingle sets at or above which two records are near-duplicates; None turns "
         "near-dup off. 0.5 finds 98.9% of the planted copies (99.8% of those whose Jaccard reaches 0.5) with largest "
         "cluster 7; 0.6 misses 6% of them; 0.4 chains templated prompts into clusters of 26. Unrelated Alpaca pairs: "
         "99th percentile 0.07, max 0.13.")
+    response_threshold: float | None = Field(
+        0.4, gt=0, le=1,
+        description="Jaccard similarity the responses alone must also reach for a near (not exact) duplicate; None "
+        "turns it off. Different tasks over a shared passage answer differently (response Jaccard under 0.2). On the "
+        "203 distinct hand-judged Alpaca pairs, with both number checks 'nested': 0.4 keeps 92% of the old rule's true "
+        "duplicates at drop precision 0.82 (old rule 0.56); 0.6 reaches 0.84 but keeps 74% of them and only 91% of "
+        "the planted copies (0.4: 96.7%; short answers lose most shingles to a one-word edit).")
+    instruction_numbers: Literal["equal", "nested"] | None = Field(
+        "nested", description="The numbers of the two instructions (with input; digit runs and number words, 'five' = "
+        "'5') must be the same set ('equal'), or one set must hold the other ('nested'), for a near duplicate; None turns "
+        "it off. A template asked of other numbers ('side 10' / 'side 9', 'hex of 255' / 'of 18', 'four cities' / 'five') "
+        "has another answer. 'equal' is 3 points more precise on the judged pairs but keeps 93.8% of the planted copies "
+        "(their edits insert words, numbers among them) and loses 'Fibonacci' / 'Fibonacci up to 20'.")
+    response_numbers: Literal["equal", "nested"] | None = Field(
+        "nested", description="The same check on the responses; 'nested' lets one answer list more (a longer list, a "
+        "worked example) but not other numbers ('143' / '22'). 'equal' loses 11 more judged true duplicates (code, lists).")
     shingle: Literal["char", "word"] = Field(
         "char", description="Shingle unit. Characters survive word edits: a 10% word edit keeps a median char-5-gram "
         "Jaccard of 0.83 against 0.54 for word 5-grams; word 2-grams found 92.5% of the planted copies.")

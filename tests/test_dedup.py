@@ -18,6 +18,7 @@ BASE = ("Write a short paragraph explaining why the sky looks blue during the da
         "Sunlight is scattered by the molecules of the air, and blue light is scattered far more than red light. "
         "At sunset the light crosses much more air, so most of the blue is scattered away before it reaches us.")
 EDITED = (BASE[0].replace("short", "brief"), BASE[1].replace("far more", "much more").replace("reaches us", "reaches our eyes"))
+OLD_RULE = DedupConfig(response_threshold=None, instruction_numbers=None, response_numbers=None)  # before issue 15
 OTHER = ("List three uses of baking soda in the kitchen.", "It leavens dough, it cleans pans, and it removes smells from the fridge.")
 
 
@@ -100,8 +101,8 @@ def test_both_fields_must_match_when_fields_is_both():
     other = (template[0].replace("10", "9"), "Four sides of 9 each: the perimeter is 36 centimetres in total.")
     rows = [template, other, BASE, EDITED]
     assert jaccard(" ".join(template), " ".join(other)) >= 0.5 and jaccard(template[1], other[1]) < 0.5
-    joined = verdict(dedup(make(rows, quality=[0.9, 0.1, 0.9, 0.1]), DedupConfig()))
-    both = verdict(dedup(make(rows, quality=[0.9, 0.1, 0.9, 0.1]), DedupConfig(fields="both")))
+    joined = verdict(dedup(make(rows, quality=[0.9, 0.1, 0.9, 0.1]), OLD_RULE))
+    both = verdict(dedup(make(rows, quality=[0.9, 0.1, 0.9, 0.1]), OLD_RULE.model_copy(update={"fields": "both"})))
     assert joined["r1"][:2] == ("near_duplicate", "r0") and both["r1"] == (None, None, "r1")
     assert both["r3"] == ("near_duplicate", "r2", "r2")
 
@@ -192,7 +193,7 @@ def test_labelled_pairs_of_the_neardup_readme_are_found(shared_data):
     frame = _neardup_frame(shared_data)
     text = dict(zip(frame["id"], frame["instruction"]))
     ids = {v: k for k, v in text.items()}
-    instructions = dedup(frame, DedupConfig(fields="instruction"))
+    instructions = dedup(frame, OLD_RULE.model_copy(update={"fields": "instruction"}))
     cluster = dict(zip(instructions["id"], instructions["dedup_cluster"]))
     pairs = [("Edit the following sentence to make it more formal.", "Edit the sentence to make it more formal."),
              ("Change the sentences from active voice to passive voice.", "Change the sentence from passive to active voice.")]
@@ -200,7 +201,7 @@ def test_labelled_pairs_of_the_neardup_readme_are_found(shared_data):
         assert cluster[ids[a]] == cluster[ids[b]], (a, b)
     dwarf = [k for k, v in text.items() if v == "Name a dwarf planet in our solar system."]
     assert len(dwarf) == 2 and cluster[dwarf[0]] == cluster[dwarf[1]]
-    responses = dedup(frame, DedupConfig(fields="response"))
+    responses = dedup(frame, OLD_RULE.model_copy(update={"fields": "response"}))
     pluto = responses.filter(pl.col("response") == "One dwarf planet in our solar system is Pluto.")
     assert pluto["drop_reason"].to_list().count("exact_duplicate") == 1
 
@@ -234,8 +235,8 @@ def test_planted_edits_in_real_data_are_found(shared_data):
     out = dedup(pl.concat([base, copies]), DedupConfig())
     cluster = dict(zip(out["id"], out["dedup_cluster"]))
     found = sum(cluster[a] == cluster[b] for a, b in zip(base["id"].gather(picks), copies["id"]))
-    assert found >= 97
-    assert out.filter(pl.col("drop_reason") == "near_duplicate").height >= 97
+    assert found >= 90  # 92 measured: a one-word answer edited is another answer, which the response check refuses
+    assert out.filter(pl.col("drop_reason") == "near_duplicate").height >= 90
 
 
 JUDGED = ROOT / "tests" / "fixtures" / "dedup_alpaca_judged.json"
@@ -255,7 +256,8 @@ def _flagged(pairs: pl.DataFrame, cfg: DedupConfig) -> list[bool]:
             for r in pairs.iter_rows(named=True)]
 
 
-@pytest.mark.parametrize(("cfg", "precision", "recall"), [(DedupConfig(), 0.60, 0.88), (DedupConfig(fields="both", threshold=0.42), 0.40, 0.55)])
+@pytest.mark.parametrize(("cfg", "precision", "recall"), [
+    (DedupConfig(), 0.80, 0.82), (OLD_RULE, 0.60, 0.88), (OLD_RULE.model_copy(update={"fields": "both", "threshold": 0.42}), 0.40, 0.55)])
 def test_judged_alpaca_pairs_keep_their_precision_and_recall(shared_data, cfg, precision, recall):
     """Floors just under what was measured (tests/fixtures/dedup_alpaca_judged.json): a rule that drops more
     templates or shared-passage pairs, or finds fewer of the judged duplicates, fails."""
@@ -265,3 +267,26 @@ def test_judged_alpaca_pairs_keep_their_precision_and_recall(shared_data, cfg, p
     flagged = pairs.filter("flagged")
     assert flagged["duplicate"].mean() >= precision
     assert pairs.filter("duplicate")["flagged"].mean() >= recall
+
+
+def test_near_duplicates_need_alike_responses_and_agreeing_numbers():
+    """A template asked of another number answers with other numbers; 'five' restated as '5' is the same request."""
+    square = ("Calculate the perimeter of a square whose side is 10 centimetres long, and show the working step by step please.",
+              "The perimeter of a square is four times its side: 4 x 10 = 40 centimetres.")
+    other_side = (square[0].replace("10", "9"), square[1].replace("10 = 40", "9 = 36"))
+    organs = ("Name five organs of the human body and say in one line what each of them does for us.",
+              "Heart: pumps blood. Lungs: exchange gases. Liver: filters blood. Kidneys: make urine. Brain: thinks.")
+    restated = (organs[0].replace("five", "5"), organs[1])
+    passage = ("Summarise this passage about the water cycle: water evaporates from the sea, rises, cools into clouds and falls as rain.",
+               "Water evaporates, forms clouds and falls again as rain.")
+    other_task = (passage[0].replace("Summarise", "Write three questions about"), "Why does water rise? What makes clouds? Where does rain go?")
+    rows = [square, other_side, organs, restated, passage, other_task]
+    assert all(jaccard(" ".join(a), " ".join(b)) >= 0.5 for a, b in (rows[0:2], rows[2:4], rows[4:6]))
+    quality = [0.9, 0.1] * 3
+    out = dedup(make(rows, quality=quality), DedupConfig())
+    assert [r[0] for r in verdict(out).values()] == [None, None, None, "near_duplicate", None, None]
+    assert out["drop_detail"][3].startswith(f"jaccard {out['dup_similarity'][3]:.2f}"[:10]) and "(response 1.0), numbers agree with r2" in out["drop_detail"][3]
+    old = verdict(dedup(make(rows, quality=quality), OLD_RULE))
+    assert [old[f"r{k}"][0] for k in (1, 5)] == ["near_duplicate"] * 2
+    assert verdict(dedup(make(rows, quality=quality), DedupConfig(instruction_numbers=None, response_numbers=None)))["r1"][0] == "near_duplicate"
+    assert verdict(dedup(make(rows, quality=quality), DedupConfig(response_threshold=None)))["r5"][0] == "near_duplicate"
