@@ -17,7 +17,7 @@ from pipeline import runinfo
 from pipeline.io import file_sha256, write_json
 from pipeline.train_data import prepare, split
 from pipeline.train_model import device_info, load, pick_precision, resolve, weights_dtype
-from pipeline.train_setup import LogCallback, TrainError, lora_config, resume_point, sft_config
+from pipeline.train_setup import LogCallback, ResponseLossTrainer, TrainError, lora_config, resume_point, sft_config
 from schemas.config import TrainConfig
 
 EXTRA_PACKAGES = ("accelerate", "datasets", "tokenizers", "gguf", "safetensors")
@@ -116,9 +116,8 @@ def train(curated: str | Path, out: str | Path, cfg: TrainConfig = TrainConfig()
     checkpoint = resume_point(out / "checkpoints", sha256, cfg, write=args.process_index == 0)
 
     from transformers import PrinterCallback
-    from trl import SFTTrainer
 
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+    trainer = ResponseLossTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                          processing_class=tokenizer, peft_config=lora_config(cfg.lora, added), callbacks=[LogCallback(log)])
     trainer.remove_callback(PrinterCallback)
     log.info("training %s on %s (%s, %d train / %d eval examples)%s", source.describe(), device_info()["name"], precision,

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 from pipeline.train import read_curated, train
 from pipeline.train_data import CHATML_TEMPLATE, IGNORE, ensure_chat_template, prepare, split
 from pipeline.train_model import pick_precision, resolve
-from pipeline.train_setup import TrainError
+from pipeline.train_setup import TrainError, response_loss
 from schemas.config import TrainConfig
 
 WORDS = "apple banana cherry grape lemon mango orange peach pear plum melon kiwi lime fig date olive".split()
@@ -152,6 +152,26 @@ def test_packed_sequences_do_not_attend_to_each_other(tiny_model):
     assert torch.allclose(packed, alone, atol=1e-4)
 
 
+def test_response_loss_is_the_models_own_loss_padded_and_packed(tiny_model):
+    from peft import LoraConfig, get_peft_model
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    examples = prepare(spelling_rows()[:5] + spelling_rows()[-1:], tokenizer, max_length=128).examples
+    torch.manual_seed(0)
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), LoraConfig(r=4, target_modules="all-linear"))
+    for model in (AutoModelForCausalLM.from_pretrained(tiny_model), lora):
+        for padding_free in (False, True):
+            batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=padding_free)(examples)
+            trained = [p for p in model.parameters() if p.requires_grad]
+            ours = response_loss(model, batch)
+            ours_grad = torch.autograd.grad(ours, trained)
+            theirs = model(**batch, use_cache=False).loss
+            assert torch.allclose(ours, theirs, atol=1e-5)
+            assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours_grad, torch.autograd.grad(theirs, trained)))
+            assert torch.allclose(response_loss(model, batch, num_items_in_batch=10), ours * (batch["labels"][:, 1:] != IGNORE).sum() / 10)
+
+
 def example_loss(model, tokenizer, rows) -> float:
     batch = prepare(rows, tokenizer, max_length=128).examples
     with torch.no_grad():
@@ -161,6 +181,7 @@ def example_loss(model, tokenizer, rows) -> float:
 def test_loss_falls_and_saved_model_reloads_and_generates(tiny_model, curated, tmp_path):
     out = tmp_path / "model"
     manifest = train(curated, out, quick(tiny_model, max_steps=40))
+    assert torch.get_num_threads() == 1  # the caller's thread setting (the one_thread fixture) is kept
     curve = [p["loss"] for p in manifest["loss_curve"]]
     assert manifest["steps"] == 40 and curve[-1] < 0.5 * curve[0]
     assert manifest["curated_sha256"] == hashlib.sha256(curated.read_bytes()).hexdigest()
