@@ -3,7 +3,8 @@
 `dedup.fields` names the fields that must all match: instruction and response joined into one
 text (default), or each of them on its own (`both`), or one alone. A near duplicate must also pass
 the checks that tell a paraphrase from a template asked again: responses alike
-(`dedup.response_threshold`) and the same numbers (`dedup.instruction_numbers`, `dedup.response_numbers`).
+(`dedup.response_threshold`), the same numbers (`dedup.instruction_numbers`, `dedup.response_numbers`)
+and, when both requests carry an input, alike inputs (`dedup.input_threshold`).
 Needs the whole set: any two alive records (or a record and one curated by an earlier run) may pair. Work happens once per distinct normalised pair of texts;
 the verdict joins back to rows on `id`.
 """
@@ -37,6 +38,9 @@ NUMBER_WORDS = ({w: str(k) for k, w in enumerate(CARDINALS)}
                 | {w: str(k) for k, w in enumerate("third fourth fifth sixth seventh eighth ninth tenth".split(), 3)})
 NUMBER = r"\p{N}+|\b(?:" + "|".join(NUMBER_WORDS) + r")\b"
 
+# A double-quoted span ('Classify this sentence: "The dog barked."'): an input written inline.
+QUOTED = r'["“”«»][^"“”«»]{2,}["“”«»]'
+
 COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "dup_of": (pl.String, "id of the record kept in place of this one (a dedup drop); null otherwise"),
     "dedup_cluster": (pl.String, "id of the kept record of this record's duplicate group (its own id when kept); null if dropped before dedup"),
@@ -53,6 +57,15 @@ def folded(field: str) -> pl.Expr:
     """One compared field (`joined`: instruction and response as one text), case, punctuation and spacing folded."""
     parts = ["instruction", "response"] if field == "joined" else [field]
     text = pl.concat_str([pl.col(c).fill_null("") for c in parts], separator=" ")
+    return text.str.to_lowercase().str.replace_all(NOT_WORD_RUN, " ").str.strip_chars()
+
+
+def task_input(instruction: pl.Expr) -> pl.Expr:
+    """The input a request applies its task to, folded: what follows its first blank line (Alpaca's input),
+    else its double-quoted spans; empty when it has neither."""
+    after = instruction.fill_null("").str.split("\n\n").list.slice(1).list.join(" ")
+    quoted = instruction.fill_null("").str.extract_all(QUOTED).list.join(" ")
+    text = pl.when(after.str.len_chars() > 0).then(after).otherwise(quoted)
     return text.str.to_lowercase().str.replace_all(NOT_WORD_RUN, " ").str.strip_chars()
 
 
@@ -111,16 +124,21 @@ def _signatures(groups: pl.DataFrame, field: str, cfg: DedupConfig, previous: pl
 
 
 def _checked(groups: pl.DataFrame, i: np.ndarray, j: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(passes the response and number checks, response Jaccard) of each pair; only the paired rows are folded."""
+    """(passes the response, number and input checks, response Jaccard) of each pair; only the paired rows are folded."""
     docs = sorted_unique(np.concatenate([i, j]))
     a, b = np.searchsorted(docs, i), np.searchsorted(docs, j)
-    texts = groups[docs].select(instruction=folded("instruction"), response=folded("response"))
+    texts = groups[docs].select(instruction=folded("instruction"), response=folded("response"), input=task_input(pl.col("instruction")))
     similarity = exact_jaccard(texts["response"], a, b, cfg.ngram, cfg.shingle)
+    inputs_agree = np.ones(len(i), dtype=bool)
+    if cfg.input_threshold is not None:
+        has = (texts["input"].str.len_chars() > 0).to_numpy()
+        both = np.flatnonzero(has[a] & has[b])  # a request without an input may state it inline: nothing to compare
+        inputs_agree[both] = exact_jaccard(texts["input"], a[both], b[both], 1, "word") >= cfg.input_threshold
     found = texts.select(inst=numbers(pl.col("instruction")), resp=numbers(pl.col("response")))
     pairs = pl.DataFrame({f"{c}_{side}": found[c].gather(k) for c in ("inst", "resp") for side, k in (("a", a), ("b", b))})
     agree = pairs.select(numbers_agree(pl.col("inst_a"), pl.col("inst_b"), cfg.instruction_numbers)
                          & numbers_agree(pl.col("resp_a"), pl.col("resp_b"), cfg.response_numbers)).to_series().to_numpy()
-    return agree & (similarity >= (cfg.response_threshold or 0.0)), similarity
+    return agree & inputs_agree & (similarity >= (cfg.response_threshold or 0.0)), similarity
 
 
 def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> tuple[np.ndarray, ...]:
@@ -182,8 +200,9 @@ def dedup(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None =
 
 
 def _detail(cfg: DedupConfig) -> pl.Expr:
-    """Why a row is a duplicate: 'jaccard 0.71 (response 0.83), numbers agree with ID' for a near one."""
-    checked = " numbers agree" if cfg.instruction_numbers or cfg.response_numbers else ""
+    """Why a row is a duplicate: 'jaccard 0.71 (response 0.83), numbers and inputs agree with ID' for a near one."""
+    agree = ["numbers"] * bool(cfg.instruction_numbers or cfg.response_numbers) + ["inputs"] * (cfg.input_threshold is not None)
+    checked = f" {' and '.join(agree)} agree" if agree else ""
     near = pl.format("jaccard {} (response {}),{} with {}", pl.col("dup_similarity").round(2),
                      pl.col("response_similarity").round(2), pl.lit(checked), pl.col("dup_of"))
     plain = pl.format("jaccard {} with {}", pl.col("dup_similarity").round(2), pl.col("dup_of"))

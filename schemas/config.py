@@ -231,6 +231,12 @@ class DedupConfig(Stage):
     response_numbers: Literal["equal", "nested"] | None = Field(
         "nested", description="The same check on the responses; 'nested' lets one answer list more (a longer list, a "
         "worked example) but not other numbers ('143' / '22'). 'equal' loses 11 more judged true duplicates (code, lists).")
+    input_threshold: float | None = Field(
+        0.5, gt=0, le=1,
+        description="When both requests carry an input (what follows a blank line, Alpaca's input, or else double-"
+        "quoted text), the Jaccard similarity of the inputs' word sets must also reach this for a near duplicate; None "
+        "turns it off. One template applied to another input is another task, however alike the answers ('classify the "
+        "sentence \u201cThe dog barked\u201d' / '\u201cThe sun is shining\u201d', both 'declarative'). MEASURED_INPUT")
     shingle: Literal["char", "word"] = Field(
         "char", description="Shingle unit. Characters survive word edits: a 10% word edit keeps a median char-5-gram "
         "Jaccard of 0.83 against 0.54 for word 5-grams; word 2-grams found 92.5% of the planted copies.")
