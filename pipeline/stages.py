@@ -7,6 +7,7 @@ ones after it, and nothing before.
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -59,6 +60,7 @@ class Context:
     cfg: CurationConfig
     out: Path  # the step's output file; side outputs go beside it
     overrides: dict = field(default_factory=dict)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("winnow"))  # the flow passes Prefect's run logger
 
     def get(self, name: str, load: Callable[[], object]):
         if name not in self.overrides:
@@ -97,7 +99,7 @@ def _score(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     cfg = ctx.cfg
     scoring = cfg.score.enabled and cfg.select.budget is not None
     scorer = ctx.get("scorer", lambda: _scorer(cfg.score)) if scoring else None
-    return score(frame, cfg.score, cfg.select, scorer, ctx.get("score_cache", lambda: cache_root("scores")))
+    return score(frame, cfg.score, cfg.select, scorer, ctx.get("score_cache", lambda: cache_root("scores")), ctx.log)
 
 
 def _select(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
