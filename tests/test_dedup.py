@@ -18,7 +18,7 @@ BASE = ("Write a short paragraph explaining why the sky looks blue during the da
         "Sunlight is scattered by the molecules of the air, and blue light is scattered far more than red light. "
         "At sunset the light crosses much more air, so most of the blue is scattered away before it reaches us.")
 EDITED = (BASE[0].replace("short", "brief"), BASE[1].replace("far more", "much more").replace("reaches us", "reaches our eyes"))
-OLD_RULE = DedupConfig(response_threshold=None, instruction_numbers=None, response_numbers=None)  # before issue 15
+OLD_RULE = DedupConfig(response_threshold=None, instruction_numbers=None, response_numbers=None, input_threshold=None)  # before issue 15
 OTHER = ("List three uses of baking soda in the kitchen.", "It leavens dough, it cleans pans, and it removes smells from the fridge.")
 
 
@@ -257,7 +257,8 @@ def _flagged(pairs: pl.DataFrame, cfg: DedupConfig) -> list[bool]:
 
 
 @pytest.mark.parametrize(("cfg", "samples", "precision", "recall"), [
-    (DedupConfig(), ("old", "new", "fresh"), 0.80, 0.82), (OLD_RULE, ("old", "new"), 0.60, 0.88),
+    (DedupConfig(), ("old", "new", "fresh"), 0.83, 0.86), (DedupConfig(input_threshold=None), ("old", "new", "fresh"), 0.80, 0.86),
+    (OLD_RULE, ("old", "new"), 0.60, 0.88),
     (OLD_RULE.model_copy(update={"fields": "both", "threshold": 0.42}), ("old", "new"), 0.40, 0.55)])
 def test_judged_alpaca_pairs_keep_their_precision_and_recall(shared_data, cfg, samples, precision, recall):
     """Floors just under what was measured (tests/fixtures/dedup_alpaca_judged.json): a rule that drops more
@@ -287,8 +288,20 @@ def test_near_duplicates_need_alike_responses_and_agreeing_numbers():
     quality = [0.9, 0.1] * 3
     out = dedup(make(rows, quality=quality), DedupConfig())
     assert [r[0] for r in verdict(out).values()] == [None, None, None, "near_duplicate", None, None]
-    assert out["drop_detail"][3].startswith(f"jaccard {out['dup_similarity'][3]:.2f}"[:10]) and "(response 1.0), numbers agree with r2" in out["drop_detail"][3]
+    assert out["drop_detail"][3].startswith(f"jaccard {out['dup_similarity'][3]:.2f}"[:10]) and "(response 1.0), numbers and inputs agree with r2" in out["drop_detail"][3]
     old = verdict(dedup(make(rows, quality=quality), OLD_RULE))
     assert [old[f"r{k}"][0] for k in (1, 5)] == ["near_duplicate"] * 2
     assert verdict(dedup(make(rows, quality=quality), DedupConfig(instruction_numbers=None, response_numbers=None)))["r1"][0] == "near_duplicate"
     assert verdict(dedup(make(rows, quality=quality), DedupConfig(response_threshold=None)))["r5"][0] == "near_duplicate"
+
+
+def test_a_template_applied_to_another_input_is_another_task():
+    """Alike requests with one label are duplicates only when their inputs (after a blank line, or quoted) agree."""
+    label = "This is a declarative sentence."
+    rows = [("Classify the type of the following sentence.\n\nThe dog barked loudly at the mailman.", label),
+            ('Classify the type of the following sentence: "The sun is shining."', label),
+            ("Classify the type of the sentence given below.\n\nThe dog barked loudly at the mailman!", label)]
+    assert all(jaccard(" ".join(rows[0]), " ".join(r)) >= 0.5 for r in rows[1:])
+    out = verdict(dedup(make(rows, quality=[0.9, 0.1, 0.1]), DedupConfig()))
+    assert [out[f"r{k}"][:2] for k in range(3)] == [(None, None), (None, None), ("near_duplicate", "r0")]
+    assert verdict(dedup(make(rows, quality=[0.9, 0.1, 0.1]), DedupConfig(input_threshold=None)))["r1"][:2] == ("near_duplicate", "r0")
