@@ -236,7 +236,14 @@ class DedupConfig(Stage):
         description="When both requests carry an input (what follows a blank line, Alpaca's input, or else double-"
         "quoted text), the Jaccard similarity of the inputs' word sets must also reach this for a near duplicate; None "
         "turns it off. One template applied to another input is another task, however alike the answers ('classify the "
-        "sentence \u201cThe dog barked\u201d' / '\u201cThe sun is shining\u201d', both 'declarative'). MEASURED_INPUT")
+        "sentence \u201cThe dog barked\u201d' / '\u201cThe sun is shining\u201d', both 'declarative'). "
+        "On Alpaca 52K the default drops 119 rows as near duplicates, all hand-judged, 101 right: precision 0.85 (0.81 "
+        "without this check: 126, 102 right); it removes 6 of the 24 wrong drops (sentence-type labels of other sentences, "
+        "rewrites of another sentence) for one right one ('necessary' / the misspelt 'necesarry'). Word sets, not "
+        "char 5-grams: a one-word edit of a short input keeps half its words but few of its 5-grams (5-grams at 0.25 "
+        "cost 0.9 points of planted recall, words 0.1). The 18 wrong drops left (10 borderline: a stock quote or joke "
+        "for other requests, a list of another scope) share answer and wording; no gate on instruction or response "
+        "similarity tried here gets past 0.89 while keeping 95% of the planted copies.")
     shingle: Literal["char", "word"] = Field(
         "char", description="Shingle unit. Characters survive word edits: a 10% word edit keeps a median char-5-gram "
         "Jaccard of 0.83 against 0.54 for word 5-grams; word 2-grams found 92.5% of the planted copies.")
