@@ -89,6 +89,28 @@ def test_id_of_a_selection_drop_shows_the_pick_its_detail_names(run):
     assert code == 0 and "compared with" in out and pick["id"] in out and pick["status"] == "curated"
 
 
+class LengthScorer:
+    """A fake LM: longer answers are less predictable alone, and the prompt always helps."""
+
+    name = "fake-length"
+
+    def score(self, prompts, answers):
+        return np.array([[1.0, 1.0 + len(a) / 100, len(a)] for a in answers], dtype=np.float64)
+
+
+def test_id_and_report_explain_the_model_scores(tmp_path):
+    run = build_run(tmp_path, scorer=LengthScorer())
+    ledger = ledger_of(run)
+    pick = ledger.filter(pl.col("selection_rank") == 1).row(0, named=True)
+    assert pick["ifd"] < 1 and "answer_nll_alone" in pick["selection_reason"]
+    code, out = inspect(run, "--id", pick["id"])
+    assert code == 0 and "ranked by selection_score" in out and "answer_nll_alone" in out and "perplexity ratio" in out
+    code, out = inspect(run)
+    assert "selection_score" in out and "ifd" in out
+    html = write_report(run, ledger, pl.read_parquet(run / "quarantine.parquet"), runstats.load_run(run).manifest, None)
+    assert "selection_score" in html
+
+
 def test_record_text_is_printed_as_text_not_markup(run):
     markup = ledger_of(run).filter(pl.col("instruction") == "Show a markdown link.")["id"].item()
     code, out = inspect(run, "--id", markup)

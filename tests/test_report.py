@@ -44,7 +44,7 @@ def fake_embeddings(ids: list[str], dim: int = 8) -> pl.DataFrame:
     return pl.DataFrame({"id": ids, "embedding": pl.Series(vectors, dtype=pl.Array(pl.Float32, dim))})
 
 
-def build_run(tmp_path: Path, name: str = "run", budget: int = 4, records: list[dict] | None = None) -> Path:
+def build_run(tmp_path: Path, name: str = "run", budget: int = 4, records: list[dict] | None = None, scorer=None) -> Path:
     """A run directory made by the real ingest, heuristics, dedup and select stages, as the flow writes it."""
     pairs = [{"instruction": i, "input": "", "output": o} for i, o in GOOD]
     records = records or pairs + [
@@ -59,7 +59,7 @@ def build_run(tmp_path: Path, name: str = "run", budget: int = 4, records: list[
     cfg = CurationConfig.model_validate({"select": {"budget": budget, "category_quota": None, "quality_floor": None,
                                                     "max_similarity": None, "pool_factor": None}})
     ledger, quarantine = ingest(sorted(inputs.iterdir()), cfg.ingest)
-    ledger = score(dedup(heuristics(ledger, cfg.heuristics), cfg.dedup), cfg.score, cfg.select, None)  # ranked by quality
+    ledger = score(dedup(heuristics(ledger, cfg.heuristics), cfg.dedup), cfg.score, cfg.select, scorer)  # None: by quality
     embeddings = fake_embeddings(ledger["id"].to_list())
     ledger = finalize(select(ledger, embeddings, cfg.select))
     diversity = diversity_metrics(ledger, embeddings, seed=0)
