@@ -33,11 +33,11 @@ COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "answer_nll_alone": (pl.Float64, "the same answer tokens' mean NLL after an empty user turn: how predictable the "
                          "answer is by itself (generic, formulaic text is low; specific, informative text is high)"),
     "ifd": (pl.Float64, "instruction-following difficulty, exp(answer_nll - answer_nll_alone): the perplexity ratio of "
-            "Superfiltering's code (Cherry-LLM's data_by_IFD.py divides the losses instead). The ratio of perplexities "
-            "is the per-token pointwise mutual information of prompt and answer, so it does not shrink for answers "
-            "that are hard to predict anyway, as a loss ratio does. Below 1 the prompt helps predict the answer; "
+            "Superfiltering's code (Cherry-LLM's data_by_IFD.py divides the losses instead). Its log is minus the "
+            "per-token pointwise mutual information of prompt and answer, comparable across answers; a loss ratio "
+            "shrinks for answers that are hard to predict anyway. Below 1 the prompt helps predict the answer; "
             "at or above 1 it does not, which both papers treat as a bad pair (data-juicer keeps that range; winnow "
-            "ranks it last)"),
+            "halves its selection_score, score.max_ifd)"),
     "answer_tokens": (pl.Int32, "answer tokens scored (after the score.max_response_tokens limit)"),
 }
 SCORE_SCHEMA = {"text_hash": pl.String, "answer_nll": pl.Float64, "answer_nll_alone": pl.Float64, "answer_tokens": pl.Int32}

@@ -1,13 +1,14 @@
-"""LIMA-style selection: the best `budget` rows by quality, kept diverse, each choice explained.
+"""LIMA-style selection: the best `budget` rows of the candidate pool, kept diverse, each choice explained.
 
-Needs the whole candidate set at once. Candidates: alive rows at or above the quality floor,
-ranked by quality in steps of `quality_step` (then a seeded hash of the id). deita takes the
-tiers of equal rank best first and, inside a tier, always the row least similar to everything
-picked so far, refusing rows whose cosine similarity to a pick reaches `max_similarity`; kcenter
-does the same over one tier of all candidates, without the limit. Only the first
-`pool_factor x budget` candidates are examined, so only those need embeddings: embed what
-`candidates` returns, then call `select`. Places still open at the end go to over-quota rows
-(unless quotas are strict), then to rows over the similarity limit, and their reasons say so.
+Needs the whole candidate set at once. The pool (`candidates`) is chosen by the heuristic `quality`:
+alive rows at or above the quality floor, the first `pool_factor x budget` of them; only those are
+scored (pipeline.score) and embedded. Within the pool rows rank by `selection_score` in steps of
+`quality_step` (then a seeded hash of the id). quality_coverage (pipeline.coverage) maximises
+coverage and quality together; deita takes the tiers of equal rank best first and, inside a tier,
+always the row least similar to everything picked so far, refusing rows whose cosine similarity to a
+pick reaches `max_similarity`; kcenter does the same over one tier of all candidates, without the
+limit. Places still open at the end go to over-quota rows (unless quotas are strict), then (deita)
+to rows over the similarity limit, and their reasons say so.
 """
 
 import hashlib

@@ -353,9 +353,11 @@ class ScoreConfig(Stage):
         "auto", description="'auto': bfloat16 on a GPU that supports it, float32 on CPU. Part of the cache key.")
     threads: int | None = Field(None, ge=1, description="torch threads on CPU; None keeps torch's default (every core).")
     weights: dict[ScoreSignal, Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: {"quality": 1.0, "answer_nll_alone": 1.0, "ifd": 0.5},
-        description="The ranking `score` is the weighted mean of these signals' percentile ranks within the scored pool "
-        "(higher is better for each; see the column docs).")
+        default_factory=lambda: {"quality": 1.0, "answer_nll_alone": 1.0, "ifd": 0.5, "response_words": 0.5},
+        description="`selection_score` is the weighted mean of these signals' percentile ranks within the scored pool "
+        "(higher is better for each; see the column docs). answer_nll_alone separates carefully written answers from "
+        "formulaic ones (AUC 0.89 for 150 human vs 150 long Alpaca answers, against 0.53 for ifd and 0.67 for length); "
+        "ifd is Superfiltering's criterion; length is Zhao et al.'s strong baseline; bench/outcome.py judges the mix.")
     max_ifd: float | None = Field(
         1.0, gt=0, description="Pairs whose ifd is at or above this (the prompt does not help predict the answer) get "
         "half their score, so they rank after every helpful pair; None: no penalty.")

@@ -53,6 +53,22 @@ def test_sample_run_accounts_for_every_record_and_resumes(tmp_path, caplog):
     assert not list(run.rglob("*.tmp"))
 
 
+def test_fresh_runs_with_model_scores_choose_byte_identical_sets(tmp_path):
+    """Same input, config and seed: the same curated set, scored by SmolLM2 and chosen by quality x coverage."""
+    config = CurationConfig.model_validate({"select": {"budget": 30}})
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        curate(inputs=[str(SAMPLE)], out=str(run), config=config)
+    ledger = pl.read_parquet(runs[0] / "ledger.parquet")
+    pool = ledger.filter(pl.col("selection_score").is_not_null())
+    assert pool.height == 60 and pool["answer_nll"].null_count() == 0 and ledger.filter(pl.col("selected")).height == 30
+    assert (pool["ifd"] < 1).mean() > 0.8  # the prompt helps predict most answers
+    reasons = pl.read_parquet(runs[0] / "curated.parquet")["selection_reason"]
+    assert reasons.str.contains("answer_nll_alone").all() and reasons.str.contains("coverage gain").all()
+    for name in ("curated.parquet", "ledger.parquet"):
+        assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes()
+
+
 def test_curated_parquet_loads_in_datasets(tmp_path):
     datasets = pytest.importorskip("datasets")
     run = tmp_path / "run"
