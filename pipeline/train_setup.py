@@ -37,8 +37,8 @@ class LogCallback(TrainerCallback):
 def response_loss(model, inputs: dict, num_items_in_batch=None):
     """Mean -log p of every labelled next token, projecting only those positions through the LM head.
 
-    Responses are often half the tokens or less, so the head (a third of a 135M model's compute) runs
-    on those alone, once, with no logits kept for the prompt.
+    Responses are often half the tokens or less, so the head (a fifth of SmolLM2-135M's matmuls) runs
+    on those alone, once, and no logits are built for the prompt.
     """
     import torch.nn.functional as F
 
@@ -56,14 +56,16 @@ class ResponseLossTrainer(SFTTrainer):
     """SFTTrainer with `response_loss`: the same loss as TRL's, at a fraction of its head's cost.
 
     TRL's fused head scores every position (prompt included) in vocabulary tiles, adds entropy and
-    top-1 for its metrics, and recomputes each tile in backward: on CPU about 4x the time of
-    projecting the labelled positions once (bench/train.py). Its path stays where ours would differ:
-    a model wrapped for distribution, a head that rescales logits, label smoothing or another loss.
+    top-1 for its metrics, and recomputes each tile in backward: for SmolLM2's head on 8 x 255 CPU
+    positions, 60% labelled, 7.2 s a step against 1.7 s here. So no entropy or token accuracy is logged.
+    TRL's path stays where ours would differ: a model wrapped for distribution, a head that rescales
+    logits, label smoothing or another loss type.
     """
 
     def _plain_loss(self, model) -> bool:
-        config = self.accelerator.unwrap_model(model).config.get_text_config()
-        return (self.accelerator.unwrap_model(model) is model and self.args.loss_type == "nll"
+        unwrapped = self.accelerator.unwrap_model(model)
+        config = unwrapped.config.get_text_config()
+        return (unwrapped is model and self.args.loss_type == "nll"
                 and self.compute_loss_func is None and self.label_smoother is None and not self.aux_loss_enabled
                 and all(getattr(config, name, None) is None for name in HEAD_TRANSFORMS))
 
