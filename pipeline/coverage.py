@@ -55,3 +55,20 @@ class LazyGreedy:
             if accept(i, self.coverage_gain(i)):
                 self.picks.append(i)
                 np.maximum(self.cover, self.sims[i], out=self.cover)
+
+
+def farthest_first(vectors: np.ndarray, k: int) -> np.ndarray:
+    """Greedy k-center: row 0 (the best ranked) first, then always the row least similar to every pick so far.
+
+    Spreads k rows over the whole embedded pool, so the rows that are scored (the costly step) already
+    cover it; ties go to the earlier (better ranked) row.
+    """
+    picks = [0]
+    maxsim = vectors @ vectors[0]
+    maxsim[0] = np.inf
+    for _ in range(min(k, len(vectors)) - 1):
+        i = int(maxsim.argmin())
+        picks.append(i)
+        np.maximum(maxsim, vectors @ vectors[i], out=maxsim)
+        maxsim[i] = np.inf
+    return np.array(picks)

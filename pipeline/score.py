@@ -22,7 +22,9 @@ import numpy as np
 import polars as pl
 
 from pipeline.cache import read_cache, sha, write_cache
-from pipeline.select import candidates
+from pipeline.coverage import farthest_first
+from pipeline.embed import matrix
+from pipeline.select import HELPERS, ranked
 from schemas.config import ScoreConfig, SelectConfig
 
 LOG = logging.getLogger("winnow")
@@ -202,14 +204,24 @@ def rank_pool(pool: pl.DataFrame, weights: dict[str, float], max_ifd: float | No
     return pool.select("id", score.alias("selection_score"), evidence.alias("score_evidence"))
 
 
+def scoring_pool(frame: pl.DataFrame, cfg: ScoreConfig, select_cfg: SelectConfig) -> pl.DataFrame:
+    """The rows to score: the embedded candidates still alive, spread by farthest-first over their prompts
+    down to score.pool_factor x budget when there are more (embedding is cheap, scoring is not)."""
+    pool = ranked(frame.filter(pl.col("embedding").is_not_null()), select_cfg, by="quality").drop(HELPERS)
+    if select_cfg.budget is None or cfg.pool_factor is None or pool.height <= cfg.pool_factor * select_cfg.budget:
+        return pool
+    keep = farthest_first(matrix(pool, pool["id"]), math.ceil(cfg.pool_factor * select_cfg.budget))
+    return pool[np.sort(keep)]
+
+
 def score(frame: pl.DataFrame, cfg: ScoreConfig, select_cfg: SelectConfig, scorer: Scorer | None,
           cache_dir: Path | None = None, log: logging.Logger = LOG) -> pl.DataFrame:
-    """Score the candidate pool selection will examine (chosen by the heuristic `quality`) and rank it.
+    """Score the rows selection will examine (`scoring_pool`) and rank them.
 
-    Whole pool at once: the ranking is by percentiles within it. Without a scorer (scoring off, or no
-    budget, where every survivor is kept anyway) the model columns stay null and `quality` ranks.
+    Whole pool at once: the spread and the ranking by percentiles need it. Without a scorer (scoring off,
+    or no budget, where every survivor is kept anyway) the model columns stay null and `quality` ranks.
     """
-    pool = candidates(frame, select_cfg)
+    pool = scoring_pool(frame, cfg, select_cfg)
     if scorer is None:
         found = pool.select("id", *[pl.lit(None, COLUMNS[c][0]).alias(c) for c in ("answer_nll", "answer_nll_alone", "answer_tokens", "ifd")])
         ranking = pool.select("id", pl.col("quality").cast(pl.Float64).alias("selection_score"), pl.lit(None, pl.String).alias("score_evidence"))

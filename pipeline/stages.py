@@ -27,7 +27,7 @@ from pipeline.language import language
 from pipeline.mark import ALIVE
 from pipeline.pii import pii
 from pipeline.score import LMScorer, score
-from pipeline.select import select
+from pipeline.select import candidates, select
 from pipeline.semantic import semantic_dedup
 from schemas.config import ConfigError, CurationConfig, EmbedConfig, ScoreConfig
 
@@ -95,6 +95,15 @@ def _dedup(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     return dedup(frame, ctx.cfg.dedup, load_previous(ctx.cfg.dedup.previous_runs))
 
 
+def _embed(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """Embeddings of the candidate pool (an `embedding` column), centroid categories, semantic dedup within it."""
+    cfg = ctx.cfg
+    embedder = ctx.get("embedder", lambda: _embedder(cfg.embed))
+    vectors = embed(candidates(frame, cfg.select), cfg.embed, embedder, ctx.get("embedding_cache", lambda: cache_root("embeddings")))
+    frame = semantic_dedup(categorize(frame, cfg.category, vectors), vectors, cfg.semantic)
+    return frame.join(vectors, on="id", how="left", maintain_order="left")
+
+
 def _score(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     cfg = ctx.cfg
     scoring = cfg.score.enabled and cfg.select.budget is not None
@@ -103,19 +112,18 @@ def _score(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
 
 
 def _select(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
-    """Embeddings of the scored pool only, centroid categories, semantic dedup within the pool, and the choice.
+    """The choice among the scored rows; the vectors leave the frame for the side file.
 
     The random sample that diversity is measured against is embedded here too, so the side file
     holds every vector the manifest and the report need."""
     cfg = ctx.cfg
-    embedder = ctx.get("embedder", lambda: _embedder(cfg.embed))
-    cache = ctx.get("embedding_cache", lambda: cache_root("embeddings"))
-    vectors = embed(frame.filter(ALIVE & pl.col("selection_score").is_not_null()), cfg.embed, embedder, cache)
-    frame = categorize(frame, cfg.category, vectors)
-    frame = semantic_dedup(frame, vectors, cfg.semantic)
-    frame = select(frame, vectors, cfg.select)
+    vectors = frame.filter(pl.col("embedding").is_not_null()).select("id", "embedding")
+    frame = select(frame.drop("embedding"), vectors.filter(pl.col("id").is_in(
+        frame.filter(pl.col("selection_score").is_not_null())["id"].implode())), cfg.select)
     baseline = random_baseline(frame, cfg.select.seed).join(vectors.select("id"), on="id", how="anti")
     if baseline.height and cfg.select.budget is not None:  # diversity is measured only against a budget
+        embedder = ctx.get("embedder", lambda: _embedder(cfg.embed))
+        cache = ctx.get("embedding_cache", lambda: cache_root("embeddings"))
         vectors = pl.concat([vectors, embed(baseline, cfg.embed, embedder, cache)]).sort("id")
     write_parquet(vectors, ctx.side(EMBEDDINGS))
     return frame
@@ -128,8 +136,9 @@ STEPS: list[Step] = [
     Step("pii", ("pii",), lambda f, ctx: pii(f, ctx.cfg.pii)),
     Step("dedup", ("dedup",), _dedup, lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs]),
     Step("category", ("category",), lambda f, ctx: categorize(f, ctx.cfg.category)),
+    Step("embed", ("select", "embed", "category", "semantic"), _embed, marks=("semantic",)),
     Step("score", ("score", "select"), _score),
-    Step("select", ("category", "embed", "semantic", "select"), _select, marks=("semantic", "select")),
+    Step("select", ("select",), _select),
 ]
 
 

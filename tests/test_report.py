@@ -59,14 +59,16 @@ def build_run(tmp_path: Path, name: str = "run", budget: int = 4, records: list[
     cfg = CurationConfig.model_validate({"select": {"budget": budget, "category_quota": None, "quality_floor": None,
                                                     "max_similarity": None, "pool_factor": None}})
     ledger, quarantine = ingest(sorted(inputs.iterdir()), cfg.ingest)
-    ledger = score(dedup(heuristics(ledger, cfg.heuristics), cfg.dedup), cfg.score, cfg.select, scorer)  # None: by quality
+    ledger = dedup(heuristics(ledger, cfg.heuristics), cfg.dedup)
     embeddings = fake_embeddings(ledger["id"].to_list())
+    embedded = ledger.join(embeddings, on="id", how="left", maintain_order="left")  # as the embed step leaves it
+    ledger = score(embedded, cfg.score, cfg.select, scorer).drop("embedding")  # scorer None: ranked by quality
     ledger = finalize(select(ledger, embeddings, cfg.select))
     diversity = diversity_metrics(ledger, embeddings, seed=0)
     run = tmp_path / name
     for file, frame in (("ledger", ledger), ("curated", curated(ledger)), ("quarantine", quarantine), ("embeddings", embeddings)):
         write_parquet(frame, run / f"{file}.parquet")
-    stages = [{"name": s, "alive": 0, "seconds": 0.0, "resumed": False} for s in ("ingest", "heuristics", "dedup", "select")]
+    stages = [{"name": s, "alive": 0, "seconds": 0.0, "resumed": False} for s in ("ingest", "heuristics", "dedup", "embed", "score", "select")]
     write_json({"winnow_version": "test", "config": cfg.model_dump(mode="json"), "inputs": [],
                 "counts": counts(ledger, quarantine), "stages": stages, "diversity": diversity}, run / "manifest.json")
     return run
@@ -94,7 +96,7 @@ def test_report_is_self_contained_deterministic_and_complete(tmp_path):
 def test_funnel_ends_at_the_curated_count_and_ingest_loses_the_quarantine(tmp_path):
     r = runstats.load_run(build_run(tmp_path))
     steps = runstats.funnel(r.ledger, r.quarantine, r.manifest)
-    assert steps["step"].to_list() == ["input", "ingest", "heuristics", "dedup", "semantic", "select"]  # select marks both
+    assert steps["step"].to_list() == ["input", "ingest", "heuristics", "dedup", "semantic", "score", "select"]  # embed marks semantic
     assert steps.row(1) == ("ingest", 1, r.ledger.height)
     assert steps["remaining"][-1] == r.manifest["counts"]["curated"] == 4
     assert steps["dropped"].sum() == r.manifest["counts"]["input"] - 4

@@ -106,18 +106,30 @@ def test_rank_pool_weights_percentiles_and_halves_unhelpful_prompts():
     assert "prompt does not help" in both["c"]["score_evidence"] and "prompt does not help" not in both["a"]["score_evidence"]
 
 
-def test_stage_scores_only_the_candidate_pool_and_ranks_by_quality_without_a_scorer():
-    rows = frame(10)
-    select_cfg = SelectConfig(budget=2, pool_factor=2.0, category_quota=None)
+def with_embeddings(rows: pl.DataFrame, embedded: int) -> pl.DataFrame:
+    """The last `embedded` rows get vectors in pairs of near-twins (one cluster per pair), as the embed step adds them."""
+    vectors = [None] * (rows.height - embedded)
+    for k in range(embedded):
+        v = np.zeros(8, dtype=np.float32)
+        v[k // 2], v[7] = 1.0, 0.01 * (k % 2)
+        vectors.append((v / np.linalg.norm(v)).tolist())
+    return rows.with_columns(pl.Series("embedding", vectors, dtype=pl.Array(pl.Float32, 8)))
+
+
+def test_stage_scores_a_spread_of_the_embedded_pool_and_ranks_by_quality_without_a_scorer():
+    rows = with_embeddings(frame(10), 8)  # r2..r9 embedded, four clusters of two
+    select_cfg = SelectConfig(budget=2, category_quota=None)
     fake = CountingScorer()
-    out = score(rows, ScoreConfig(), select_cfg, fake)
-    scored = out.filter(pl.col("answer_nll").is_not_null())
-    assert fake.calls == 4 and scored["id"].sort().to_list() == ["r6", "r7", "r8", "r9"]
+    out = score(rows, ScoreConfig(pool_factor=2.0), select_cfg, fake)
+    scored = out.filter(pl.col("answer_nll").is_not_null())["id"].to_list()
+    assert fake.calls == 4 and "r9" in scored  # the best-ranked row first, then the farthest
+    clusters = {(int(i[1:]) - 2) // 2 for i in scored}
+    assert clusters == {0, 1, 2, 3}  # one row of each cluster, not the four best by quality
     assert out.filter(pl.col("answer_nll").is_null())["selection_score"].null_count() == 6
     assert out.height == rows.height and out["id"].to_list() == rows["id"].to_list()
-    off = score(rows, ScoreConfig(enabled=False), select_cfg, None)
+    off = score(rows, ScoreConfig(enabled=False, pool_factor=None), select_cfg, None)
     pool = off.filter(pl.col("selection_score").is_not_null())
-    assert pool["selection_score"].to_list() == pool["quality"].to_list() and off["answer_nll"].null_count() == 10
+    assert pool.height == 8 and pool["selection_score"].to_list() == pool["quality"].to_list() and off["answer_nll"].null_count() == 10
 
 
 @pytest.mark.slow
