@@ -359,9 +359,11 @@ class ScoreConfig(Stage):
         "formulaic ones (AUC 0.89 for 150 human vs 150 long Alpaca answers, against 0.53 for ifd and 0.67 for length); "
         "ifd is Superfiltering's criterion; length is Zhao et al.'s strong baseline; bench/outcome.py judges the mix.")
     pool_factor: float | None = Field(
-        2.0, ge=1, description="Rows scored: pool_factor x budget of the embedded candidates (select.pool_factor), "
+        1.5, ge=1, description="Rows scored: pool_factor x budget of the embedded candidates (select.pool_factor), "
         "spread over their prompts by farthest-first, so that scoring, the costly step, sees the whole range of tasks; "
-        "selection then chooses among the scored rows only. None scores every candidate.")
+        "selection then chooses among the scored rows only. None scores every candidate. On Alpaca 52K -> 1,000: "
+        "1.5 gives a Vendi score 1.24x a random sample's (2.0: 1.18x, with 8% longer answers) and scores 1,500 "
+        "answers, about 6 minutes on 2 CPU cores.")
     max_ifd: float | None = Field(
         1.0, gt=0, description="Pairs whose ifd is at or above this (the prompt does not help predict the answer) get "
         "half their score, so they rank after every helpful pair; None: no penalty.")

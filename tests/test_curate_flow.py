@@ -61,7 +61,7 @@ def test_fresh_runs_with_model_scores_choose_byte_identical_sets(tmp_path):
         curate(inputs=[str(SAMPLE)], out=str(run), config=config)
     ledger = pl.read_parquet(runs[0] / "ledger.parquet")
     pool = ledger.filter(pl.col("selection_score").is_not_null())
-    assert pool.height == 60 and pool["answer_nll"].null_count() == 0 and ledger.filter(pl.col("selected")).height == 30
+    assert pool.height == 45 and pool["answer_nll"].null_count() == 0 and ledger.filter(pl.col("selected")).height == 30
     assert (pool["ifd"] < 1).mean() > 0.8  # the prompt helps predict most answers
     reasons = pl.read_parquet(runs[0] / "curated.parquet")["selection_reason"]
     assert reasons.str.contains("answer_nll_alone").all() and reasons.str.contains("coverage gain").all()
