@@ -10,8 +10,9 @@ from pipeline.category import categorize
 from pipeline.diversity import diversity_metrics, entropy_bits, mean_pairwise_distance, random_baseline, vendi_score
 from pipeline.embed import PACKAGED_MODEL, SentenceTransformerEmbedder, embed
 from pipeline.ingest import ingest
+from pipeline.score import score
 from pipeline.select import candidates, select
-from schemas.config import CategoryConfig, EmbedConfig, IngestConfig, SelectConfig
+from schemas.config import CategoryConfig, EmbedConfig, IngestConfig, ScoreConfig, SelectConfig
 
 
 def test_vendi_and_mean_distance_at_their_extremes():
@@ -65,7 +66,8 @@ def test_metrics_are_plain_json():
 
 
 def test_curated_beats_random_on_vendi_and_category_entropy(shared_data, tmp_path):
-    """Real Alpaca prompts, real MiniLM; response length stands in for the heuristics' quality score."""
+    """Real Alpaca prompts, real MiniLM, the real pool, spread and quality x coverage; response length stands in
+    for the heuristics' quality score and scoring is off."""
     records = json.loads((shared_data / "alpaca" / "alpaca_data.json").read_text())
     sample = tmp_path / "alpaca_sample.json"
     sample.write_text(json.dumps([records[i] for i in range(0, len(records), 65)]))
@@ -76,10 +78,13 @@ def test_curated_beats_random_on_vendi_and_category_entropy(shared_data, tmp_pat
     cfg = SelectConfig(budget=80)
     model = SentenceTransformerEmbedder(PACKAGED_MODEL, device="cpu")
     emb = embed(candidates(frame, cfg), EmbedConfig(), model, tmp_path / "cache")
-    chosen = select(frame, emb, cfg)
+    ranked = score(frame.join(emb, on="id", how="left", maintain_order="left"), ScoreConfig(), cfg, None)  # a spread, by quality
+    scored = emb.filter(pl.col("id").is_in(ranked.filter(pl.col("selection_score").is_not_null())["id"].implode()))
+    assert scored.height == 120 < emb.height
+    chosen = select(ranked.drop("embedding"), scored, cfg)
     baseline = embed(random_baseline(chosen, cfg.seed), EmbedConfig(), model, tmp_path / "cache")
     metrics = diversity_metrics(chosen, pl.concat([emb, baseline]).unique("id", keep="first"), cfg.seed)
     curated, rand = metrics["curated"], metrics["random_sample"]
     assert curated["n"] == rand["n"] == 80
-    assert curated["vendi_score"] > rand["vendi_score"]
+    assert curated["vendi_score"] > 1.1 * rand["vendi_score"]
     assert curated["category_entropy_bits"] > rand["category_entropy_bits"]
