@@ -24,7 +24,6 @@ from pipeline.embed import embed, load_embedder
 from pipeline.heuristics import heuristics
 from pipeline.io import file_sha256, write_parquet
 from pipeline.language import language
-from pipeline.mark import ALIVE
 from pipeline.pii import pii
 from pipeline.score import LMScorer, score
 from pipeline.select import candidates, select
