@@ -7,6 +7,7 @@ so concurrent or interrupted runs can only add complete shards.
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -38,3 +39,16 @@ def write_cache(cache_dir: Path, model: str, rows: pl.DataFrame) -> None:
     if rows.height:
         name = sha("".join(rows["text_hash"].to_list()))[:16]
         write_parquet(rows, cache_dir / model / f"{name}.parquet")
+
+
+def cached_or_computed(rows: pl.DataFrame, model: str, cache_dir: Path | None,
+                       compute: Callable[[pl.DataFrame], pl.DataFrame]) -> list[pl.DataFrame]:
+    """The (text_hash, ...) tables for `rows`: what the cache holds, and `compute` of the rest, each text once.
+
+    `compute` gets the missing rows (one per text) and caches what it makes as it goes; empty tables are left out.
+    """
+    todo = rows.unique("text_hash", keep="first", maintain_order=True)
+    found = read_cache(cache_dir, model, todo["text_hash"].to_list()) if cache_dir else None
+    if found is not None:
+        todo = todo.join(found.select("text_hash"), on="text_hash", how="anti", maintain_order="left")
+    return [t for t in (found, compute(todo) if todo.height else None) if t is not None and t.height]

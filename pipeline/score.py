@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
-from pipeline.cache import read_cache, sha, write_cache
+from pipeline.cache import cached_or_computed, sha, write_cache
 from pipeline.coverage import farthest_first
 from pipeline.embed import matrix
 from pipeline.select import HELPERS, ranked
@@ -91,13 +91,8 @@ def _score_chunks(todo: pl.DataFrame, scorer: Scorer, cache_dir: Path | None, lo
 def score_answers(frame: pl.DataFrame, scorer: Scorer, cache_dir: Path | None = None, log: logging.Logger = LOG) -> pl.DataFrame:
     """(id, answer_nll, answer_nll_alone, answer_tokens, ifd) for every row of `frame`; reads the cache first."""
     rows = score_key(frame)
-    todo = rows.unique("text_hash", keep="first", maintain_order=True)
-    found = read_cache(cache_dir, scorer.name, todo["text_hash"].to_list()) if cache_dir else None
-    if found is not None:
-        todo = todo.join(found.select("text_hash"), on="text_hash", how="anti", maintain_order="left")
-    tables = [t.cast(SCORE_SCHEMA) for t in (found, _score_chunks(todo, scorer, cache_dir, log) if todo.height else None)
-              if t is not None and t.height]
-    table = pl.concat(tables) if tables else pl.DataFrame(schema=SCORE_SCHEMA)
+    tables = cached_or_computed(rows, scorer.name, cache_dir, lambda todo: _score_chunks(todo, scorer, cache_dir, log))
+    table = pl.concat([t.cast(SCORE_SCHEMA) for t in tables]) if tables else pl.DataFrame(schema=SCORE_SCHEMA)
     out = rows.join(table, on="text_hash", how="left", maintain_order="left")
     return out.select("id", "answer_nll", "answer_nll_alone", "answer_tokens",
                       (pl.col("answer_nll") - pl.col("answer_nll_alone")).exp().alias("ifd"))
