@@ -2,7 +2,8 @@
 
 Needs the whole candidate set at once. The pool (`candidates`) is chosen by the heuristic `quality`:
 alive rows at or above the quality floor, the first `pool_factor x budget` of them; only those are
-scored (pipeline.score) and embedded. Within the pool rows rank by `selection_score` in steps of
+embedded, and a spread of them is scored (pipeline.score) and examined here. Rows rank by
+`selection_score` in steps of
 `quality_step` (then a seeded hash of the id). quality_coverage (pipeline.coverage) maximises
 coverage and quality together; deita takes the tiers of equal rank best first and, inside a tier,
 always the row least similar to everything picked so far, refusing rows whose cosine similarity to a
