@@ -29,11 +29,11 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.dedup import compared_fields, dedup, folded  # noqa: E402
-from pipeline.dedup_cluster import components  # noqa: E402
-from pipeline.dedup_lsh import candidates_of_any, sorted_unique  # noqa: E402
-from pipeline.ingest import ingest  # noqa: E402
-from pipeline.minhash import shingle_hashes, shingles, signatures  # noqa: E402
+from pipeline.dedup.cluster import components  # noqa: E402
+from pipeline.dedup.lsh import candidates_of_any, sorted_unique  # noqa: E402
+from pipeline.dedup.minhash import shingle_hashes, shingles, signatures  # noqa: E402
+from pipeline.stages.dedup import compared_fields, dedup, folded  # noqa: E402
+from pipeline.stages.ingest import ingest  # noqa: E402
 from schemas.config import DedupConfig, IngestConfig  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"

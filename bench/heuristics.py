@@ -16,8 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.heuristics import heuristics
-from pipeline.heuristics_rules import DANGLING, MIN_VISIBLE
+from pipeline.stages.heuristics import heuristics
+from pipeline.stages.heuristics_rules import DANGLING, MIN_VISIBLE
 from schemas.config import HeuristicsConfig
 
 ALPACA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca" / "alpaca_data.json"

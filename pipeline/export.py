@@ -1,8 +1,20 @@
-"""Final tables of a run: the ledger with each record's fate, the curated set, and the counts."""
+"""What a run writes at the end: the ledger with each record's fate, the curated set, the counts
+(checked against what was read), the embeddings, the dedup index, the report and the manifest."""
+
+from pathlib import Path
 
 import polars as pl
 
+from pipeline import runinfo
+from pipeline.io import write_json, write_parquet, write_text
 from pipeline.mark import ALIVE
+from pipeline.report.diversity import diversity_metrics, random_baseline
+from pipeline.report.html import write_report
+from pipeline.stage import Deps
+from pipeline.stages.dedup import INDEX_FILE, build_index
+from pipeline.stages.embed import embed
+from pipeline.stages.pii import redact
+from schemas.config import CurationConfig
 
 
 def finalize(ledger: pl.DataFrame) -> pl.DataFrame:
@@ -16,16 +28,13 @@ def curated(ledger: pl.DataFrame) -> pl.DataFrame:
     `prompt` is every turn before the last assistant turn, `completion` that turn, so
     `datasets.load_dataset("parquet", ...)` and SFTTrainer take the file as it is.
     """
-    kept = ledger.filter(pl.col("status") == "curated")
-    if "selection_rank" in kept.columns:
-        kept = kept.sort("selection_rank", nulls_last=True, maintain_order=True)
-    optional = [c for c in ("category", "lang", "quality", "selection_rank", "selection_reason") if c in kept.columns]
+    kept = ledger.filter(pl.col("status") == "curated").sort("selection_rank", nulls_last=True, maintain_order=True)
     return kept.select(
         "id",
         "messages",
         pl.col("messages").list.slice(0, pl.col("messages").list.len() - 1).alias("prompt"),
         pl.col("messages").list.slice(-1, 1).alias("completion"),
-        *optional,
+        "category", "lang", "quality", "selection_rank", "selection_reason",
         "source",
         "source_index",
     )
@@ -97,3 +106,51 @@ def counts(ledger: pl.DataFrame, quarantine: pl.DataFrame, read: pl.DataFrame | 
     if problems:
         raise RuntimeError(f"counts do not add up: {'; '.join(problems[:5])}" + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
     return result
+
+
+def vectors_of(last: pl.DataFrame, cfg: CurationConfig, deps: Deps) -> pl.DataFrame:
+    """embeddings.parquet: the pool's vectors (the `embedding` column stages carried) and those of the
+    random sample diversity is measured against (embedded here, from the cache when it can be)."""
+    vectors = last.filter(pl.col("embedding").is_not_null()).select("id", "embedding")
+    ledger = finalize(last.drop("embedding"))
+    baseline = random_baseline(ledger, cfg.select.seed).join(vectors.select("id"), on="id", how="anti")
+    if baseline.height and cfg.select.budget is not None:  # diversity is measured only against a budget
+        vectors = pl.concat([vectors, embed(baseline, cfg.embed, deps.embedder, deps.embedding_cache)])
+    return vectors.sort("id")
+
+
+def export_run(last_path: str, quarantine_path: str, read_path: str, cfg: CurationConfig, run_dir: str,
+               inputs: list[dict], stages: list[dict], deps: Deps) -> dict:
+    """Write ledger, curated set, quarantine, embeddings, dedup index, report and, last, the manifest.
+
+    The counts are checked against what ingest read before anything is written.
+    """
+    last = pl.read_parquet(last_path)
+    ledger = finalize(last.drop("embedding"))
+    quarantine = pl.read_parquet(quarantine_path)
+    read = pl.read_parquet(read_path)
+    tally = counts(ledger, quarantine, read)
+    run = Path(run_dir)
+    embeddings = vectors_of(last, cfg, deps)
+    chosen = curated(ledger)
+    write_parquet(quarantine, run / "quarantine.parquet")
+    write_parquet(ledger, run / "ledger.parquet")
+    write_parquet(redact(chosen, cfg.pii) if cfg.pii.action == "redact" else chosen, run / "curated.parquet")
+    write_parquet(build_index(ledger, cfg.dedup), run / INDEX_FILE)
+    write_parquet(embeddings, run / "embeddings.parquet")
+    names = ["ledger.parquet", "curated.parquet", "quarantine.parquet", INDEX_FILE, "embeddings.parquet", "report.html"]
+    manifest = {
+        "winnow_version": runinfo.code_version(),
+        "config": cfg.model_dump(mode="json"),
+        "inputs": inputs,
+        "counts": tally,
+        "read": read.to_dicts(),
+        "stages": stages,
+        "outputs": {name: str(run / name) for name in names},
+        "packages": runinfo.packages(),
+    }
+    if cfg.select.budget is not None:
+        manifest["diversity"] = diversity_metrics(ledger, embeddings, cfg.select.seed)
+    write_text(write_report(run, ledger, quarantine, manifest, embeddings), run / "report.html")
+    write_json(manifest, run / "manifest.json")
+    return manifest

@@ -2,6 +2,7 @@
 
 import polars as pl
 
+from pipeline.stage import StageName
 from schemas.ledger import DropReason
 
 ALIVE = pl.col("drop_reason").is_null()
@@ -10,7 +11,7 @@ ALIVE = pl.col("drop_reason").is_null()
 def mark(
     frame: pl.DataFrame,
     when: pl.Expr,
-    stage: str,
+    stage: StageName,
     reason: DropReason | pl.Expr,
     detail: pl.Expr | str | None = None,
 ) -> pl.DataFrame:
@@ -28,7 +29,7 @@ def mark(
     else:
         detail_expr = detail
     return frame.with_columns(
-        pl.when(hit).then(pl.lit(stage)).otherwise(pl.col("drop_stage")).alias("drop_stage"),
+        pl.when(hit).then(pl.lit(str(stage))).otherwise(pl.col("drop_stage")).alias("drop_stage"),
         pl.when(hit).then(reason_expr).otherwise(pl.col("drop_reason")).alias("drop_reason"),
         pl.when(hit).then(detail_expr.cast(pl.String)).otherwise(pl.col("drop_detail")).alias("drop_detail"),
     )

@@ -18,12 +18,12 @@ def version() -> str:
 
 @cache
 def code_version() -> str:
-    """The version plus a hash of the pipeline's and schemas' source: stage cache keys use it, so
-    editing the code (even without a new version) reruns the stages instead of reusing stale outputs."""
+    """The version plus a hash of all of winnow's source, for the manifest: which code made this run.
+    (Stage keys hash each stage's own code instead: pipeline.runner.code_key.)"""
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for path in sorted([*root.glob("pipeline/*.py"), *root.glob("schemas/*.py")]):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted([*root.glob("pipeline/**/*.py"), *root.glob("schemas/**/*.py")]):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return f"{version()}+{digest.hexdigest()[:12]}"
 
 

@@ -1,7 +1,7 @@
 """Ledger and quarantine columns, and the one enum of drop reasons.
 
 The columns every ledger has are named, typed and explained here; each stage module declares the
-columns it adds in its own `COLUMNS`, and `pipeline.columns` gathers them all for `winnow inspect`.
+columns it adds in its own `COLUMNS`, and `pipeline.report.columns` gathers them all for `winnow inspect`.
 """
 
 from enum import StrEnum

@@ -1,11 +1,12 @@
 """Task categories: the source's label kept, keyword rules otherwise, centroids for the rest."""
 
 import json
+
 import numpy as np
 import polars as pl
 
-from pipeline.category import CATEGORIES, categorize
-from pipeline.ingest import ingest
+from pipeline.stages.category import CATEGORIES, categorize
+from pipeline.stages.ingest import ingest
 from schemas.config import CategoryConfig, IngestConfig
 
 EXAMPLES = {

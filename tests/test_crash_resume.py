@@ -17,9 +17,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import flows.curate as curate_module
+import pipeline.runner as runner_module
 from flows.curate import curate
-from pipeline.stages import STEPS
+from pipeline.plan import STAGES
 from schemas.config import CurationConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,11 +33,12 @@ CRASHER = """
 import sys, time
 from pathlib import Path
 import flows.curate as curate_module
+import pipeline.runner as runner_module
 from pipeline.io import write_atomic
 from schemas.config import CurationConfig
 
 sample, out, target, marker, config = sys.argv[1:]
-real = curate_module.write_parquet
+real = runner_module.write_parquet
 
 def half_written_then_hang(frame, path):
     if not Path(path).name.startswith(target):
@@ -50,14 +51,14 @@ def half_written_then_hang(frame, path):
         time.sleep(600)
     return write_atomic(path, write)
 
-curate_module.write_parquet = half_written_then_hang
+runner_module.write_parquet = half_written_then_hang
 curate_module.curate(inputs=[sample], out=out, config=CurationConfig.model_validate_json(config))
 """
 
 
 def stage_names() -> list[str]:
-    """File-name prefixes of the outputs a run writes, in order: ingest, each step, then the ledger."""
-    return ["ingest-", *(f"{step.name}-" for step in STEPS), "ledger.parquet"]
+    """File-name prefixes of the outputs a run writes, in order: ingest, each stage, then the ledger."""
+    return ["ingest-", *(f"{stage.name}-" for stage in STAGES), "ledger.parquet"]
 
 
 TARGET = stage_names()[len(stage_names()) // 2]
@@ -148,7 +149,7 @@ def test_killed_mid_write_then_rerun_matches_uninterrupted_run(tmp_path, uninter
 
 
 def test_write_failing_once_is_retried_within_the_run(tmp_path, monkeypatch, uninterrupted):
-    real, failed = curate_module.write_parquet, []
+    real, failed = runner_module.write_parquet, []
 
     def fail_once(frame, path):
         if Path(path).name.startswith(TARGET) and not failed:
@@ -156,25 +157,25 @@ def test_write_failing_once_is_retried_within_the_run(tmp_path, monkeypatch, uni
             raise OSError(28, "No space left on device")
         return real(frame, path)
 
-    monkeypatch.setattr(curate_module, "write_parquet", fail_once)
+    monkeypatch.setattr(runner_module, "write_parquet", fail_once)
     manifest = curate(inputs=[str(SAMPLE)], out=str(tmp_path), config=CONFIG)
     assert failed and manifest["counts"] == uninterrupted[0]["counts"]
     assert files(tmp_path) == uninterrupted[1]
 
 
 def test_failed_run_resumes_at_the_failed_stage(tmp_path, monkeypatch, uninterrupted):
-    real = curate_module.write_parquet
+    real = runner_module.write_parquet
 
     def always_fail(frame, path):
         if Path(path).name.startswith(TARGET):
             raise OSError(5, "Input/output error")
         return real(frame, path)
 
-    monkeypatch.setattr(curate_module, "write_parquet", always_fail)
+    monkeypatch.setattr(runner_module, "write_parquet", always_fail)
     with pytest.raises(OSError):
         curate(inputs=[str(SAMPLE)], out=str(tmp_path), config=CONFIG)
     assert_nothing_half_written(tmp_path)
-    monkeypatch.setattr(curate_module, "write_parquet", real)
+    monkeypatch.setattr(runner_module, "write_parquet", real)
     manifest = curate(inputs=[str(SAMPLE)], out=str(tmp_path), config=CONFIG)
     assert resumed(manifest) == finished_before_target()
     assert files(tmp_path) == uninterrupted[1]

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from flows.curate import curate
-from pipeline.stages import STEPS
+from pipeline.plan import STAGES
 from schemas.config import CurationConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def test_sample_run_accounts_for_every_record_and_resumes(tmp_path, caplog):
     assert rejected["drop_stage"].null_count() == 0 and rejected["drop_reason"].null_count() == 0
     on_disk = json.loads((run / "manifest.json").read_text())
     assert on_disk["counts"] == c and len(on_disk["inputs"]) == 4 and all(len(i["sha256"]) == 64 for i in on_disk["inputs"])
-    assert on_disk["packages"]["polars"] and [s["name"] for s in on_disk["stages"]] == ["ingest", *(step.name for step in STEPS)]
+    assert on_disk["packages"]["polars"] and [s["name"] for s in on_disk["stages"]] == ["ingest", *(stage.name for stage in STAGES)]
     assert [r["source"] for r in on_disk["read"]] == [i["path"] for i in on_disk["inputs"]]
     assert on_disk["counts"]["read"]["records"] == sum(r["records"] for r in on_disk["read"]) <= c["input"]
     curated = pl.read_parquet(run / "curated.parquet")
@@ -82,7 +82,7 @@ def test_curated_parquet_loads_in_datasets(tmp_path):
 def test_cli_reports_bad_config_and_input_in_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("select:\n  budget: zero\n")
-    cli = [sys.executable, "-m", "pipeline.cli", "curate"]
+    cli = [sys.executable, "-m", "flows.cli", "curate"]
     proc = subprocess.run([*cli, str(SAMPLE), "--out", str(tmp_path / "r"), "--config", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "select.budget" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run([*cli, str(tmp_path / "missing"), "--out", str(tmp_path / "r")], capture_output=True, text=True)
@@ -117,7 +117,7 @@ def test_cli_bad_files_among_good_ones_keep_the_good_records(tmp_path):
         fast["score"] = {"enabled": False}
     config.write_text(json.dumps(fast))  # JSON is YAML
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "curate", str(SAMPLE / "alpaca.json"), str(tmp_path / "bad"),
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "curate", str(SAMPLE / "alpaca.json"), str(tmp_path / "bad"),
                            "--out", str(run), "--config", str(config)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     manifest = json.loads((run / "manifest.json").read_text())
@@ -139,7 +139,7 @@ def test_cli_unexpected_failure_is_one_line_and_a_saved_traceback(tmp_path, monk
     from typer.testing import CliRunner
 
     import flows.curate
-    from pipeline.cli import app
+    from flows.cli import app
 
     def broken(**_):
         raise RuntimeError("counts do not add up: x.jsonl: read 3 records, the ledger and quarantine account for 2\nmore")

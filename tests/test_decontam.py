@@ -6,9 +6,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.decontam import COLUMNS, decontam, load_eval_prompts
-from pipeline.heuristics import heuristics
-from pipeline.ingest import ingest
+from pipeline.stages.decontam import COLUMNS, decontam, load_eval_prompts
+from pipeline.stages.heuristics import heuristics
+from pipeline.stages.ingest import ingest
 from schemas.config import DecontamConfig, HeuristicsConfig, IngestConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]

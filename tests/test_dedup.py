@@ -6,12 +6,11 @@ import random
 import polars as pl
 import pytest
 
-from pipeline.dedup import COLUMNS, INDEX_FILE, build_index, dedup, load_previous
-from pipeline.ingest import ingest
-from pipeline.minhash import shingles
+from pipeline.dedup.minhash import shingles
+from pipeline.stages.dedup import COLUMNS, INDEX_FILE, build_index, dedup, load_previous
+from pipeline.stages.ingest import ingest
 from schemas.config import ConfigError, DedupConfig, IngestConfig, parse_config
 from schemas.ledger import DropReason
-
 from tests.conftest import ROOT
 
 BASE = ("Write a short paragraph explaining why the sky looks blue during the day and red at sunset.",

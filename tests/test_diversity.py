@@ -6,12 +6,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.category import categorize
-from pipeline.diversity import diversity_metrics, entropy_bits, mean_pairwise_distance, random_baseline, vendi_score
-from pipeline.embed import PACKAGED_MODEL, SentenceTransformerEmbedder, embed
-from pipeline.ingest import ingest
-from pipeline.score import score
-from pipeline.select import candidates, select
+from pipeline.report.diversity import diversity_metrics, entropy_bits, mean_pairwise_distance, random_baseline, vendi_score
+from pipeline.stages.category import categorize
+from pipeline.stages.embed import PACKAGED_MODEL, SentenceTransformerEmbedder, embed
+from pipeline.stages.ingest import ingest
+from pipeline.stages.score import score
+from pipeline.stages.select import candidates, select
 from schemas.config import CategoryConfig, EmbedConfig, IngestConfig, ScoreConfig, SelectConfig
 
 

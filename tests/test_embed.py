@@ -4,9 +4,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.embed import PACKAGED_MODEL, SentenceTransformerEmbedder, embed, resolve_model
-from pipeline.ingest import ingest
-from pipeline.semantic import semantic_dedup
+from pipeline.stages.embed import PACKAGED_MODEL, SentenceTransformerEmbedder, embed, resolve_model
+from pipeline.stages.ingest import ingest
+from pipeline.stages.semantic import semantic_dedup
 from schemas.config import EmbedConfig, IngestConfig, SemanticConfig
 
 
@@ -44,6 +44,7 @@ def test_packaged_minilm_loads_offline_from_site_packages(minilm):
 
 def test_real_semantic_dedup_finds_the_paraphrases_in_a_real_file(minilm, shared_data):
     ledger, _ = ingest([shared_data / "neardup" / "instruction-examples.json"], IngestConfig())
+    ledger = ledger.with_columns(quality=pl.lit(0.0), lang=pl.lit("en"), dup_of=pl.lit(None, pl.String))  # as earlier stages leave it
     out = semantic_dedup(ledger, embed(ledger, EmbedConfig(), minilm), SemanticConfig())
     dups = out.filter(pl.col("drop_reason") == "semantic_duplicate")
     kept = dict(zip(out["id"], out["instruction"]))

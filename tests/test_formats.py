@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.ingest import ingest, ingest_counted
 from pipeline.io import InputError, expand_inputs
+from pipeline.stages.ingest import ingest, ingest_counted
 from schemas.config import IngestConfig
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.heuristics import COLUMNS, heuristics
-from pipeline.heuristics_signals import char_counts, repeated_line_share, repeated_ngram_share
-from pipeline.ingest import ingest
+from pipeline.stages.heuristics import COLUMNS, heuristics
+from pipeline.stages.heuristics_signals import char_counts, repeated_line_share, repeated_ngram_share
+from pipeline.stages.ingest import ingest
 from schemas.config import ConfigError, HeuristicsConfig, IngestConfig, parse_config
 
 DEFAULT = HeuristicsConfig()

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 from pipeline.export import counts, finalize
-from pipeline.ingest import ingest, ingest_counted
 from pipeline.io import InputError, expand_inputs
 from pipeline.normalize import normalize_text
+from pipeline.stages.ingest import ingest, ingest_counted
 from schemas.config import IngestConfig
 
 

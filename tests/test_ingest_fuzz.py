@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.export import counts, finalize
-from pipeline.ingest import ingest_counted
+from pipeline.stages.ingest import ingest_counted
 from schemas.config import IngestConfig
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".arrow", ".jsonl.gz", ".json.zst")

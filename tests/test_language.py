@@ -6,8 +6,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.language import COLUMNS, language, prefix
-from pipeline.language_detect import LangdetectDetector, detect_one, script_hint
+from pipeline.stages.language import COLUMNS, language, prefix
+from pipeline.stages.language_detect import LangdetectDetector, detect_one, script_hint
 from schemas.config import ConfigError, LanguageConfig, parse_config
 
 MGSM = Path(__file__).resolve().parents[2] / "shared" / "data" / "multilingual" / "mgsm"
@@ -21,7 +21,7 @@ class FakeDetector:
     def __init__(self):
         self.seen: list[str] = []
 
-    def detect(self, texts):
+    def detect(self, texts, advance=lambda n: None):
         self.seen += list(texts)
         return [t.split(":", 1)[0] for t in texts]
 

@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 from datasketch import MinHash
 
-from pipeline.dedup_cluster import components, greedy_keepers
-from pipeline.dedup_lsh import candidate_pairs, exact_jaccard, verified_pairs
-from pipeline.minhash import permutations, shingle_hash, shingle_hashes, shingles, signatures
+from pipeline.dedup.cluster import components, greedy_keepers
+from pipeline.dedup.lsh import candidate_pairs, exact_jaccard, verified_pairs
+from pipeline.dedup.minhash import permutations, shingle_hash, shingle_hashes, shingles, signatures
 
 ODD_TEXTS = ["", "a", "ab", "abcd", "abcde", "héllo wörld 你好世界 emoji 😀 ok", "one two", "x" * 3000,
              "the cat sat on the mat and the cat sat again", "  double  spaces  "]

@@ -6,8 +6,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.ingest import ingest
-from pipeline.pii import COLUMNS, card_valid, pii, redact
+from pipeline.stages.ingest import ingest
+from pipeline.stages.pii import COLUMNS, card_valid, pii, redact
 from schemas.config import IngestConfig, PiiConfig
 
 KINDS = ["pii_email", "pii_phone", "pii_ip", "pii_card"]

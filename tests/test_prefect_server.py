@@ -20,15 +20,20 @@ from pathlib import Path
 import polars as pl
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterDeploymentId,
-                                           FlowRunFilterParentFlowRunId)
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterParentFlowRunId,
+)
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from test_train import build_tiny_model
 
 from flows.artifacts import counts_rows
 from flows.scheduled import earlier_runs, with_previous_runs
-from pipeline.dedup import INDEX_FILE
+from pipeline.stages.dedup import INDEX_FILE
 from schemas.config import CurationConfig
 
 ROOT = Path(__file__).resolve().parents[1]

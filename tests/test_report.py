@@ -13,17 +13,19 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import runstats
-from pipeline.dedup import dedup
-from pipeline.diversity import diversity_metrics
 from pipeline.export import counts, curated, finalize
-from pipeline.heuristics import heuristics
-from pipeline.ingest import ingest
 from pipeline.io import write_json, write_parquet
-from pipeline.report import project_2d, write_report
-from pipeline.score import score
-from pipeline.select import select
-from schemas.config import CurationConfig
+from pipeline.report import runstats
+from pipeline.report.diversity import diversity_metrics
+from pipeline.report.html import project_2d, write_report
+from pipeline.stages.category import categorize
+from pipeline.stages.dedup import dedup
+from pipeline.stages.heuristics import heuristics
+from pipeline.stages.ingest import ingest
+from pipeline.stages.language import language
+from pipeline.stages.score import score
+from pipeline.stages.select import select
+from schemas.config import CurationConfig, LanguageConfig
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 GOOD = [
@@ -45,7 +47,8 @@ def fake_embeddings(ids: list[str], dim: int = 8) -> pl.DataFrame:
 
 
 def build_run(tmp_path: Path, name: str = "run", budget: int = 4, records: list[dict] | None = None, scorer=None) -> Path:
-    """A run directory made by the real ingest, heuristics, dedup and select stages, as the flow writes it."""
+    """A run directory made by the real ingest, heuristics, dedup, category, score and select stages (language off),
+    as the flow writes it."""
     pairs = [{"instruction": i, "input": "", "output": o} for i, o in GOOD]
     records = records or pairs + [
         pairs[0],  # exact duplicate
@@ -59,7 +62,7 @@ def build_run(tmp_path: Path, name: str = "run", budget: int = 4, records: list[
     cfg = CurationConfig.model_validate({"select": {"budget": budget, "category_quota": None, "quality_floor": None,
                                                     "max_similarity": None, "pool_factor": None}})
     ledger, quarantine = ingest(sorted(inputs.iterdir()), cfg.ingest)
-    ledger = dedup(heuristics(ledger, cfg.heuristics), cfg.dedup)
+    ledger = categorize(dedup(language(heuristics(ledger, cfg.heuristics), LanguageConfig(enabled=False)), cfg.dedup), cfg.category)
     embeddings = fake_embeddings(ledger["id"].to_list())
     embedded = ledger.join(embeddings, on="id", how="left", maintain_order="left")  # as the embed step leaves it
     ledger = score(embedded, cfg.score, cfg.select, scorer).drop("embedding")  # scorer None: ranked by quality
@@ -68,7 +71,7 @@ def build_run(tmp_path: Path, name: str = "run", budget: int = 4, records: list[
     run = tmp_path / name
     for file, frame in (("ledger", ledger), ("curated", curated(ledger)), ("quarantine", quarantine), ("embeddings", embeddings)):
         write_parquet(frame, run / f"{file}.parquet")
-    stages = [{"name": s, "alive": 0, "seconds": 0.0, "resumed": False} for s in ("ingest", "heuristics", "dedup", "embed", "score", "select")]
+    stages = [{"name": s, "alive": 0, "seconds": 0.0, "resumed": False} for s in ("ingest", "heuristics", "language", "dedup", "category", "score", "select")]
     write_json({"winnow_version": "test", "config": cfg.model_dump(mode="json"), "inputs": [],
                 "counts": counts(ledger, quarantine), "stages": stages, "diversity": diversity}, run / "manifest.json")
     return run
@@ -96,7 +99,7 @@ def test_report_is_self_contained_deterministic_and_complete(tmp_path):
 def test_funnel_ends_at_the_curated_count_and_ingest_loses_the_quarantine(tmp_path):
     r = runstats.load_run(build_run(tmp_path))
     steps = runstats.funnel(r.ledger, r.quarantine, r.manifest)
-    assert steps["step"].to_list() == ["input", "ingest", "heuristics", "dedup", "semantic", "score", "select"]  # embed marks semantic
+    assert steps["step"].to_list() == ["input", "ingest", "heuristics", "language", "dedup", "category", "score", "select"]
     assert steps.row(1) == ("ingest", 1, r.ledger.height)
     assert steps["remaining"][-1] == r.manifest["counts"]["curated"] == 4
     assert steps["dropped"].sum() == r.manifest["counts"]["input"] - 4

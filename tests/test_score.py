@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_train import build_tiny_model
 
-from pipeline.score import LMScorer, rank_pool, score, score_answers
+from pipeline.stages.score import LMScorer, rank_pool, score, score_answers
 from schemas.config import ScoreConfig, SelectConfig
 
 PAIRS = [

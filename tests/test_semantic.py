@@ -7,9 +7,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.embed import PACKAGED_MODEL, SentenceTransformerEmbedder, embed
-from pipeline.language import language
-from pipeline.semantic import semantic_dedup
+from pipeline.stages.embed import PACKAGED_MODEL, SentenceTransformerEmbedder, embed
+from pipeline.stages.language import language
+from pipeline.stages.semantic import semantic_dedup
 from schemas.config import ConfigError, EmbedConfig, LanguageConfig, SemanticConfig, parse_config
 
 SAME, OTHER = [1.0, 0.0], [0.0, 1.0]
@@ -20,7 +20,7 @@ def ledger(rows: list[tuple[str, str | None, list[float]]]) -> tuple[pl.DataFram
     frame = pl.DataFrame({
         "id": [r[0] for r in rows], "lang": pl.Series([r[1] for r in rows], dtype=pl.String),
         "quality": [1.0 - i / 100 for i in range(len(rows))],
-        **{c: pl.Series([None] * len(rows), dtype=pl.String) for c in ("drop_stage", "drop_reason", "drop_detail")},
+        **{c: pl.Series([None] * len(rows), dtype=pl.String) for c in ("drop_stage", "drop_reason", "drop_detail", "dup_of")},
     })
     vectors = pl.DataFrame({"id": frame["id"], "embedding": [r[2] for r in rows]},
                            schema={"id": pl.String, "embedding": pl.Array(pl.Float32, 2)})
@@ -45,7 +45,7 @@ def test_undetermined_and_undetected_rows_count_as_the_first_language():
                              ("zh_und", "und", OTHER)])
     assert dup_of(frame, vectors, SemanticConfig()) == {"und": "en", "none": "en"}
     assert dup_of(frame, vectors, SemanticConfig(languages=["zh", "en"])) == {"none": "und", "zh_und": "zh"}
-    without_lang = dup_of(frame.drop("lang"), vectors, SemanticConfig())
+    without_lang = dup_of(frame.with_columns(lang=pl.lit(None, pl.String)), vectors, SemanticConfig())
     assert without_lang == {"und": "en", "none": "en", "zh_und": "zh"}, "no language stage: every row is judged"
 
 
@@ -70,8 +70,8 @@ def test_real_chinese_prompts_are_not_judged_by_english_minilm(shared_data, tmp_
     pairs = [(f"{records[i]['instruction']}\n\n{records[i]['input']}".strip(), records[i]["output"]) for i in ZH] + EN
     frame = pl.DataFrame({"id": [f"r{i}" for i in range(len(pairs))], "instruction": [p[0] for p in pairs],
                           "response": [p[1] for p in pairs]}).with_columns(
-        pl.lit(None, pl.String).alias(c) for c in ("drop_stage", "drop_reason", "drop_detail"))
-    frame = language(frame, LanguageConfig(backend="fasttext"))
+        pl.lit(None, pl.String).alias(c) for c in ("drop_stage", "drop_reason", "drop_detail", "dup_of"))
+    frame = language(frame, LanguageConfig(backend="fasttext")).with_columns(quality=pl.lit(0.5))
     assert frame["lang"].to_list() == ["zh"] * len(ZH) + ["en", "en"]
     vectors = embed(frame, EmbedConfig(), SentenceTransformerEmbedder(PACKAGED_MODEL, device="cpu"), tmp_path)
     m = np.stack(vectors.sort("id")["embedding"].to_numpy())

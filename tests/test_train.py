@@ -10,10 +10,10 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from pipeline.train import read_curated, train
-from pipeline.train_data import CHATML_TEMPLATE, IGNORE, ensure_chat_template, prepare, split
-from pipeline.train_model import pick_precision, resolve
-from pipeline.train_setup import TrainError, response_loss
+from pipeline.train.data import CHATML_TEMPLATE, IGNORE, ensure_chat_template, prepare, split
+from pipeline.train.model import pick_precision, resolve
+from pipeline.train.setup import TrainError, response_loss
+from pipeline.train.sft import read_curated, train
 from schemas.config import TrainConfig
 
 WORDS = "apple banana cherry grape lemon mango orange peach pear plum melon kiwi lime fig date olive".split()
@@ -251,7 +251,7 @@ def test_model_sources_and_precision():
 def test_cli_train_command(tiny_model, curated, tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from flows.cli import app
 
     out = tmp_path / "cli"
     result = CliRunner().invoke(app, ["train", str(curated), "--out", str(out), "--model", tiny_model, "--max-steps", "2"])

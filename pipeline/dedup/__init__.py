@@ -1,0 +1,1 @@
+"""MinHash signatures, LSH banding and clustering: the machinery of the dedup stage."""

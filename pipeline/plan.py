@@ -1,0 +1,18 @@
+"""The stages of a curate run, in order (ingest, mapped over the input files, comes before them)."""
+
+from pipeline.stage import Stage
+from pipeline.stages import category, decontam, dedup, embed, heuristics, language, pii, score, select, semantic
+
+STAGES: list[Stage] = [
+    heuristics.STAGE,
+    language.STAGE,
+    decontam.STAGE,
+    pii.STAGE,
+    dedup.STAGE,
+    category.STAGE,
+    embed.STAGE,
+    category.CENTROID_STAGE,
+    semantic.STAGE,
+    score.STAGE,
+    select.STAGE,
+]

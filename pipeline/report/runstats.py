@@ -1,0 +1,153 @@
+"""What a run directory says, as small tables: the terminal views and report.html both draw these.
+
+Tolerant by design: every column a stage adds may be absent (a run made before that stage existed,
+or with it turned off), and each function returns what the present columns allow.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+SCORES = ("quality", "selection_score", "answer_nll_alone", "ifd", "answer_nll", "instruction_chars", "response_chars", "response_words", "alnum_share", "ngram_repeat_share",
+          "line_repeat_share", "eval_overlap", "dup_similarity")
+UNKNOWN = "(none)"
+ID_PATTERN = r"\b([0-9a-f]{32}(?:-\d+)?)\b"
+
+
+class RunError(ValueError):
+    """A path that is not a readable run directory."""
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    ledger: pl.DataFrame
+    quarantine: pl.DataFrame
+    manifest: dict
+    embeddings: pl.DataFrame | None
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read a run directory; embeddings.parquet is optional."""
+    path = Path(run_dir)
+    missing = [n for n in ("ledger.parquet", "manifest.json") if not (path / n).is_file()]
+    if missing:
+        raise RunError(f"{path} is not a winnow run directory (missing {', '.join(missing)})")
+    quarantine = pl.read_parquet(path / "quarantine.parquet") if (path / "quarantine.parquet").is_file() else pl.DataFrame()
+    embeddings = pl.read_parquet(path / "embeddings.parquet") if (path / "embeddings.parquet").is_file() else None
+    manifest = json.loads((path / "manifest.json").read_text())
+    return Run(path, with_status(pl.read_parquet(path / "ledger.parquet")), quarantine, manifest, embeddings)
+
+
+def with_status(ledger: pl.DataFrame) -> pl.DataFrame:
+    """`status` and the two length columns, derived when the ledger lacks them."""
+    extra = []
+    if "status" not in ledger.columns:
+        extra.append(pl.when(pl.col("drop_reason").is_null()).then(pl.lit("curated")).otherwise(pl.lit("rejected")).alias("status"))
+    for column, text in (("instruction_chars", "instruction"), ("response_chars", "response")):
+        if column not in ledger.columns and text in ledger.columns:
+            extra.append(pl.col(text).fill_null("").str.len_chars().cast(pl.Int64).alias(column))
+    return ledger.with_columns(extra) if extra else ledger
+
+
+def counts(ledger: pl.DataFrame, quarantine: pl.DataFrame) -> dict[str, int]:
+    curated = int((ledger["status"] == "curated").sum())
+    return {"input": ledger.height + quarantine.height, "curated": curated,
+            "rejected": ledger.height - curated, "quarantined": quarantine.height}
+
+
+def stage_order(ledger: pl.DataFrame, manifest: dict) -> list[str]:
+    """Stages in run order (manifest), then any stage that dropped rows but the manifest does not list."""
+    order = [s["name"] for s in manifest.get("stages", []) if s.get("name") != "ingest"]
+    dropped = ledger["drop_stage"].drop_nulls().unique(maintain_order=True).to_list()
+    return order + [s for s in dropped if s not in order]
+
+
+def funnel(ledger: pl.DataFrame, quarantine: pl.DataFrame, manifest: dict) -> pl.DataFrame:
+    """(step, dropped, remaining): input, valid after ingest, then alive after each stage."""
+    per_stage = dict(ledger.group_by("drop_stage").len().drop_nulls().iter_rows())
+    rows = [("input", 0, ledger.height + quarantine.height), ("ingest", quarantine.height, ledger.height)]
+    for stage in stage_order(ledger, manifest):
+        dropped = per_stage.get(stage, 0)
+        rows.append((stage, dropped, rows[-1][2] - dropped))
+    return pl.DataFrame(rows, schema={"step": pl.String, "dropped": pl.Int64, "remaining": pl.Int64}, orient="row")
+
+
+def reasons(ledger: pl.DataFrame, manifest: dict) -> pl.DataFrame:
+    """(drop_stage, drop_reason, n, example detail), stages in run order, biggest reason first."""
+    order = {s: i for i, s in enumerate(stage_order(ledger, manifest))}
+    found = (ledger.filter(pl.col("drop_reason").is_not_null())
+             .group_by("drop_stage", "drop_reason")
+             .agg(pl.len().alias("n"), pl.col("drop_detail").drop_nulls().sort().first().alias("example")))
+    return (found.with_columns(pl.col("drop_stage").replace_strict(order, default=len(order)).alias("_o"))
+            .sort(["_o", "n", "drop_reason"], descending=[False, True, False]).drop("_o"))
+
+
+def tally(ledger: pl.DataFrame, column: str) -> pl.DataFrame:
+    """(value, all, curated) counts of one column, biggest first; empty when the column is absent."""
+    schema = {column: pl.String, "all": pl.UInt32, "curated": pl.UInt32}
+    if column not in ledger.columns:
+        return pl.DataFrame(schema=schema)
+    value = pl.col(column).cast(pl.String).fill_null(UNKNOWN)
+    return (ledger.group_by(value).agg(pl.len().cast(pl.UInt32).alias("all"),
+                                       (pl.col("status") == "curated").sum().cast(pl.UInt32).alias("curated"))
+            .sort(["all", column], descending=[True, False]))
+
+
+def score_columns(ledger: pl.DataFrame) -> list[str]:
+    """Numeric per-record signals worth a histogram: the known ones first, then any other float column."""
+    known = [c for c in SCORES if c in ledger.columns]
+    other = [c for c, t in ledger.schema.items() if t.is_float() and c not in known]
+    return known + other
+
+
+def histogram(ledger: pl.DataFrame, column: str, bins: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(edges, counts of all rows, counts of curated rows); lengths are cut at the 99th percentile."""
+    values = ledger.select(pl.col(column).cast(pl.Float64), curated=pl.col("status") == "curated").drop_nulls(column)
+    data = values[column].to_numpy()
+    if not len(data):
+        return np.zeros(bins + 1), np.zeros(bins, dtype=np.int64), np.zeros(bins, dtype=np.int64)
+    low, high = float(data.min()), float(data.max())
+    if high > 1.0 or low < 0.0:
+        high = float(np.quantile(data, 0.99))
+    high = high if high > low else low + 1.0
+    edges = np.linspace(low, high, bins + 1)
+    clipped = np.clip(data, low, high)
+    all_counts = np.histogram(clipped, edges)[0]
+    curated = np.histogram(clipped[values["curated"].to_numpy()], edges)[0]
+    return edges, all_counts, curated
+
+
+def examples(ledger: pl.DataFrame, reason: str, n: int = 5, seed: int = 0) -> pl.DataFrame:
+    """A seeded sample of the rows dropped for `reason`, in source order."""
+    rows = ledger.filter(pl.col("drop_reason") == reason)
+    return rows.sample(min(n, rows.height), seed=seed).sort("source", "source_index")
+
+
+def find(ledger: pl.DataFrame, id_prefix: str) -> pl.DataFrame:
+    """Rows whose id starts with `id_prefix` (ids are long; a unique prefix is enough)."""
+    return ledger.filter(pl.col("id").str.starts_with(id_prefix.strip().lower()))
+
+
+def lost_to_it(ledger: pl.DataFrame, record_id: str) -> pl.DataFrame:
+    """Rows dropped as duplicates of `record_id`."""
+    if "dup_of" not in ledger.columns:
+        return ledger.clear()
+    return ledger.filter(pl.col("dup_of") == record_id)
+
+
+def other_id(frame: pl.DataFrame) -> pl.Expr:
+    """The record a row was judged against: `dup_of`, else the first id its drop_detail names (a selected pick)."""
+    named = pl.col("drop_detail").str.extract(ID_PATTERN, 1)
+    return (pl.coalesce(pl.col("dup_of"), named) if "dup_of" in frame.columns else named).alias("other_id")
+
+
+def flatten(data: dict, prefix: str = "") -> dict:
+    """Nested manifest dicts as one level of dotted keys: {"select": {"budget": 3}} -> {"select.budget": 3}."""
+    out = {}
+    for key, value in data.items():
+        out |= flatten(value, f"{prefix}{key}.") if isinstance(value, dict) and value else {f"{prefix}{key}": value}
+    return out

@@ -1,0 +1,1 @@
+"""The curation stages, one module each, in run order in pipeline.plan."""

@@ -1,0 +1,235 @@
+"""Dedup stage: exact duplicates of normalised text, then MinHash LSH near-duplicates, keepers by quality.
+
+`dedup.fields` names the fields that must all match: instruction and response joined into one
+text (default), or each of them on its own (`both`), or one alone. A near duplicate must also pass
+the checks that tell a paraphrase from a template asked again: responses alike
+(`dedup.response_threshold`), the same numbers (`dedup.instruction_numbers`, `dedup.response_numbers`)
+and, when both requests carry an input, alike inputs (`dedup.input_threshold`).
+Needs the whole set: any two alive records (or a record and one curated by an earlier run) may pair. Work happens once per distinct normalised pair of texts;
+the verdict joins back to rows on `id`.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from pipeline.dedup.cluster import components, greedy_keepers
+from pipeline.dedup.lsh import exact_jaccard, sorted_unique, verified_pairs
+from pipeline.dedup.minhash import signatures
+from pipeline.mark import ALIVE, mark
+from pipeline.stage import Stage, StageName
+from schemas.config.dedup import DedupConfig
+from schemas.ledger import DropReason
+
+INDEX_FILE = "dedup_index.parquet"
+INDEX_VERSION = "v2"  # bump when normalisation, hashing or the index columns change, so old indexes are re-keyed
+
+# Runs of anything but letters, marks and digits, except the single spaces between words (matching
+# those too makes the replace 3x slower).
+NOT_WORD_RUN = r"[^\p{L}\p{M}\p{N} ][^\p{L}\p{M}\p{N}]*| [^\p{L}\p{M}\p{N}]+"
+
+# Number words read as digits, so 'Name five organs' and 'Name 5 organs' state the same numbers.
+CARDINALS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+             "seventeen eighteen nineteen twenty").split()
+NUMBER_WORDS = ({w: str(k) for k, w in enumerate(CARDINALS)}
+                | {w: str(10 * k) for k, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split(), 3)}
+                | {"hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1000000000"}
+                | {w: str(k) for k, w in enumerate("third fourth fifth sixth seventh eighth ninth tenth".split(), 3)})
+NUMBER = r"\p{N}+|\b(?:" + "|".join(NUMBER_WORDS) + r")\b"
+
+# A double-quoted span ('Classify this sentence: "The dog barked."'): an input written inline.
+QUOTED = r'["“”«»][^"“”«»]{2,}["“”«»]'
+
+COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    "dup_of": (pl.String, "id of the record kept in place of this one (a dedup drop); null otherwise"),
+    "dedup_cluster": (pl.String, "id of the kept record of this record's duplicate group (its own id when kept); null if dropped before dedup"),
+    "dup_similarity": (pl.Float64, "Jaccard similarity to dup_of, the lower of the compared fields' (1.0 for exact duplicates); null otherwise"),
+}
+
+
+def compared_fields(cfg: DedupConfig) -> list[str]:
+    """The fields that must all match for two records to be duplicates (`dedup.fields`)."""
+    return ["instruction", "response"] if cfg.fields == "both" else [cfg.fields]
+
+
+def folded(field: str) -> pl.Expr:
+    """One compared field (`joined`: instruction and response as one text), case, punctuation and spacing folded."""
+    parts = ["instruction", "response"] if field == "joined" else [field]
+    text = pl.concat_str([pl.col(c).fill_null("") for c in parts], separator=" ")
+    return text.str.to_lowercase().str.replace_all(NOT_WORD_RUN, " ").str.strip_chars()
+
+
+def task_input(instruction: pl.Expr) -> pl.Expr:
+    """The input a request applies its task to, folded: what follows its first blank line (Alpaca's input),
+    else its double-quoted spans; empty when it has neither."""
+    after = instruction.fill_null("").str.split("\n\n").list.slice(1).list.join(" ")
+    quoted = instruction.fill_null("").str.extract_all(QUOTED).list.join(" ")
+    text = pl.when(after.str.len_chars() > 0).then(after).otherwise(quoted)
+    return text.str.to_lowercase().str.replace_all(NOT_WORD_RUN, " ").str.strip_chars()
+
+
+def numbers(text: pl.Expr) -> pl.Expr:
+    """Distinct numbers of a folded text (digit runs, number words as digits, no leading zeros)."""
+    found = text.str.extract_all(NUMBER).list.eval(pl.element().replace(NUMBER_WORDS).str.strip_chars_start("0"))
+    return found.list.unique()
+
+
+def numbers_agree(a: pl.Expr, b: pl.Expr, rule: str | None) -> pl.Expr:
+    """'equal': the same numbers; 'nested': one side's numbers hold the other's (a longer list); None: always."""
+    extra_a, extra_b = a.list.set_difference(b).list.len() > 0, b.list.set_difference(a).list.len() > 0
+    return pl.lit(True) if rule is None else ~(extra_a | extra_b) if rule == "equal" else ~(extra_a & extra_b)
+
+
+def signature_params(cfg: DedupConfig) -> str:
+    """Everything a signature depends on; an index built with other params is re-signed."""
+    return f"{INDEX_VERSION}|{cfg.fields}|{cfg.shingle}{cfg.ngram}|{cfg.num_perm}|{cfg.seed}"
+
+
+def _reusable(previous: pl.DataFrame | None, cfg: DedupConfig) -> bool:
+    """Earlier runs' keys and signatures serve as they are only when every one was made with these params."""
+    width = pl.Array(pl.UInt32, cfg.num_perm)
+    return (previous is not None and previous.height > 0 and bool(previous["params"].eq(signature_params(cfg)).all())
+            and all(previous.schema.get(f"signature_{f}") == width for f in compared_fields(cfg)))
+
+
+def _ranked(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> pl.DataFrame:
+    """Alive rows and earlier-run rows, best keeper first: earlier runs, quality, response length, id."""
+    score = pl.col("quality") if "quality" in frame.columns else pl.lit(None, pl.Float64)
+    keys = [f"key_{f}" for f in compared_fields(cfg)]
+    rows = frame.filter(ALIVE).select(
+        "id", "instruction", "response", *[folded(f).alias(f"key_{f}") for f in compared_fields(cfg)], earlier=pl.lit(False),
+        score=score.cast(pl.Float64),
+        length=pl.col("response").fill_null("").str.len_chars().cast(pl.Int64))
+    if previous is not None:
+        stored = [pl.col(k) if _reusable(previous, cfg) else folded(f).alias(k) for f, k in zip(compared_fields(cfg), keys)]
+        old = previous.select("id", "instruction", "response", *stored, earlier=pl.lit(True), score=pl.lit(None, pl.Float64), length=pl.lit(0, pl.Int64))
+        rows = pl.concat([old, rows])
+    rows = rows.sort(["earlier", "score", "length", "id"], descending=[True, True, True, False], nulls_last=True)
+    exact = pl.concat_str(keys, separator="\n")  # folded keys hold no newline, so fields cannot run into each other
+    return rows.with_row_index("rank").with_columns(group=exact if cfg.exact else pl.col("rank"))
+
+
+def _signatures(groups: pl.DataFrame, field: str, cfg: DedupConfig, previous: pl.DataFrame | None) -> np.ndarray:
+    """Signatures of one field of every distinct pair; earlier runs' come from their index when its params match."""
+    reuse = _reusable(previous, cfg)
+    todo = ~groups["earlier"] if reuse else pl.Series([True] * groups.height)
+    sig = np.empty((groups.height, cfg.num_perm), dtype=np.uint32)
+    sig[todo.to_numpy()] = signatures(groups[f"key_{field}"].filter(todo), cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars)
+    if reuse:
+        column = f"signature_{field}"
+        stored = groups.filter(~todo).select("id").join(previous.select("id", column), on="id", how="left", maintain_order="left")
+        sig[~todo.to_numpy()] = stored[column].to_numpy()
+    return sig
+
+
+def _checked(groups: pl.DataFrame, i: np.ndarray, j: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(passes the response, number and input checks, response Jaccard) of each pair; only the paired rows are folded."""
+    docs = sorted_unique(np.concatenate([i, j]))
+    a, b = np.searchsorted(docs, i), np.searchsorted(docs, j)
+    texts = groups[docs].select(instruction=folded("instruction"), response=folded("response"), input=task_input(pl.col("instruction")))
+    similarity = exact_jaccard(texts["response"], a, b, cfg.ngram, cfg.shingle)
+    inputs_agree = np.ones(len(i), dtype=bool)
+    if cfg.input_threshold is not None:
+        has = (texts["input"].str.len_chars() > 0).to_numpy()
+        both = np.flatnonzero(has[a] & has[b])  # a request without an input may state it inline: nothing to compare
+        inputs_agree[both] = exact_jaccard(texts["input"], a[both], b[both], 1, "word") >= cfg.input_threshold
+    found = texts.select(inst=numbers(pl.col("instruction")), resp=numbers(pl.col("response")))
+    pairs = pl.DataFrame({f"{c}_{side}": found[c].gather(k) for c in ("inst", "resp") for side, k in (("a", a), ("b", b))})
+    agree = pairs.select(numbers_agree(pl.col("inst_a"), pl.col("inst_b"), cfg.instruction_numbers)
+                         & numbers_agree(pl.col("resp_a"), pl.col("resp_b"), cfg.response_numbers)).to_series().to_numpy()
+    return agree & inputs_agree & (similarity >= (cfg.response_threshold or 0.0)), similarity
+
+
+def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> tuple[np.ndarray, ...]:
+    """Per distinct pair of texts (best first): kept one it duplicates (-1 if none), lower field and response
+    Jaccard to it, cluster head."""
+    n = groups.height
+    if cfg.threshold is None or n < 2:
+        return np.full(n, -1), np.ones(n), np.ones(n), np.arange(n)
+    keys = [groups[f"key_{f}"] for f in compared_fields(cfg)]
+    sigs = [_signatures(groups, f, cfg, previous) for f in compared_fields(cfg)]
+    i, j, _ = verified_pairs(sigs, keys, cfg.threshold, cfg.bands, cfg.bucket_all_pairs, cfg.ngram, cfg.shingle)
+    earlier = groups["earlier"].to_numpy()
+    fresh = ~(earlier[i] & earlier[j])  # earlier runs' records all stay, even when alike
+    i, j = i[fresh], j[fresh]
+    if len(i):
+        ok = _checked(groups, i, j, cfg)[0]
+        i, j = i[ok], j[ok]
+    dup_of = greedy_keepers(n, i, j)
+    dropped = np.flatnonzero(dup_of >= 0)
+    similarity, response = np.ones(n), np.ones(n)
+    if len(dropped):
+        similarity[dropped] = np.min([exact_jaccard(k, dropped, dup_of[dropped], cfg.ngram, cfg.shingle) for k in keys], axis=0)
+        response[dropped] = _checked(groups, dropped, dup_of[dropped], cfg)[1]
+    return dup_of, similarity, response, components(n, i, j)
+
+
+def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None) -> pl.DataFrame:
+    """id -> dup_of, dedup_cluster, dup_similarity and drop reason for every alive row."""
+    rows = _ranked(frame, cfg, previous)
+    groups = rows.unique("group", keep="first", maintain_order=True)
+    dup_of, similarity, response, head = _near(groups, cfg, previous)
+    near = np.where(dup_of >= 0, dup_of, 0)
+    groups = groups.select(
+        "group", keeper=pl.col("id"), keeper_rank=pl.col("rank"),
+        near_of=pl.when(pl.Series(dup_of >= 0)).then(groups["id"].gather(near)),
+        near_earlier=groups["earlier"].gather(near), near_similarity=pl.Series(similarity),
+        near_response=pl.Series(response),
+        keeper_earlier=pl.col("earlier"), dedup_cluster=groups["id"].gather(head))
+    out = rows.filter(~pl.col("earlier")).join(groups, on="group", how="left", maintain_order="left")
+    exact = pl.col("keeper_rank") != pl.col("rank")  # not by id: an earlier run may have curated this very id
+    seen = pl.when(exact).then(pl.col("keeper_earlier")).otherwise(pl.col("near_earlier"))
+    reason = (pl.when(pl.col("dup_of").is_null()).then(None)
+              .when(seen).then(pl.lit(str(DropReason.SEEN_IN_EARLIER_RUN)))
+              .when(exact).then(pl.lit(str(DropReason.EXACT_DUPLICATE)))
+              .otherwise(pl.lit(str(DropReason.NEAR_DUPLICATE))))
+    return out.with_columns(
+        dup_of=pl.when(exact).then(pl.col("keeper")).otherwise(pl.col("near_of")),
+        dup_similarity=pl.when(exact).then(1.0).when(pl.col("near_of").is_not_null()).then(pl.col("near_similarity").round(4)),
+        response_similarity=pl.when(~exact & pl.col("near_of").is_not_null()).then(pl.col("near_response")),
+    ).select("id", "dup_of", "dedup_cluster", "dup_similarity", "response_similarity", reason=reason)
+
+
+def dedup(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Mark exact, near and earlier-run duplicates among alive rows; add COLUMNS to every row."""
+    found = verdicts(frame, cfg, previous)
+    frame = frame.drop([c for c in COLUMNS if c in frame.columns]).join(found, on="id", how="left", maintain_order="left")
+    frame = mark(frame, pl.col("reason").is_not_null(), StageName.DEDUP, pl.col("reason"), _detail(cfg))
+    return frame.drop("reason", "response_similarity")
+
+
+def _detail(cfg: DedupConfig) -> pl.Expr:
+    """Why a row is a duplicate: 'jaccard 0.71 (response 0.83), numbers and inputs agree with ID' for a near one."""
+    agree = ["numbers"] * bool(cfg.instruction_numbers or cfg.response_numbers) + ["inputs"] * (cfg.input_threshold is not None)
+    checked = f" {' and '.join(agree)} agree" if agree else ""
+    near = pl.format("jaccard {} (response {}),{} with {}", pl.col("dup_similarity").round(2),
+                     pl.col("response_similarity").round(2), pl.lit(checked), pl.col("dup_of"))
+    plain = pl.format("jaccard {} with {}", pl.col("dup_similarity").round(2), pl.col("dup_of"))
+    return pl.when(pl.col("response_similarity").is_not_null()).then(near).otherwise(plain)
+
+
+def build_index(ledger: pl.DataFrame, cfg: DedupConfig) -> pl.DataFrame:
+    """Keys and signatures of each compared field of the rows still alive (the curated ones), for later runs."""
+    fields = compared_fields(cfg)
+    kept = ledger.filter(ALIVE).select("id", "instruction", "response", *[folded(f).alias(f"key_{f}") for f in fields]).sort("id")
+    sig = {f"signature_{f}": pl.Series(signatures(kept[f"key_{f}"], cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars),
+                                       dtype=pl.Array(pl.UInt32, cfg.num_perm)) for f in fields}
+    return kept.with_columns(**sig, params=pl.lit(signature_params(cfg)))
+
+
+def load_previous(run_dirs: list[str]) -> pl.DataFrame | None:
+    """The dedup indexes of earlier runs, one frame; None when no run is given."""
+    frames = []
+    for run_dir in run_dirs:
+        path = Path(run_dir) / INDEX_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"dedup.previous_runs: {run_dir} has no {INDEX_FILE} (not a finished winnow run dir?)")
+        frames.append(pl.read_parquet(path))
+    # diagonal: indexes of other versions or fields have other columns (their params then differ: they are re-signed)
+    return pl.concat(frames, how="diagonal_relaxed").unique("id", keep="first", maintain_order=True) if frames else None
+
+
+STAGE = Stage(StageName.DEDUP, lambda frame, cfg, deps: dedup(frame, cfg.dedup, deps.previous_index), ("dedup",),
+              requires=("quality",), adds=COLUMNS, per_row=False,
+              files=lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs])

@@ -1,0 +1,1 @@
+"""The SFT stage: data, model loading, trainer setup and the training run."""
