@@ -256,14 +256,15 @@ def _flagged(pairs: pl.DataFrame, cfg: DedupConfig) -> list[bool]:
 
 
 @pytest.mark.parametrize(("cfg", "samples", "precision", "recall"), [
-    (DedupConfig(), ("old", "new", "fresh"), 0.83, 0.86), (DedupConfig(input_threshold=None), ("old", "new", "fresh"), 0.80, 0.86),
+    (DedupConfig(), ("old", "new", "fresh", "inputs"), 0.85, 0.87),
+    (DedupConfig(input_threshold=None), ("old", "new", "fresh", "inputs"), 0.80, 0.87),
     (OLD_RULE, ("old", "new"), 0.60, 0.88),
     (OLD_RULE.model_copy(update={"fields": "both", "threshold": 0.42}), ("old", "new"), 0.40, 0.55)])
 def test_judged_alpaca_pairs_keep_their_precision_and_recall(shared_data, cfg, samples, precision, recall):
     """Floors just under what was measured (tests/fixtures/dedup_alpaca_judged.json): a rule that drops more
     templates or shared-passage pairs, or finds fewer of the judged duplicates, fails."""
     pairs = _judged_pairs(shared_data)
-    assert pairs.height == 261
+    assert pairs.height == 263
     pairs = pairs.filter(pl.col("sample").is_in(samples))
     pairs = pairs.with_columns(flagged=pl.Series(_flagged(pairs, cfg)))
     flagged = pairs.filter("flagged")
@@ -304,3 +305,34 @@ def test_a_template_applied_to_another_input_is_another_task():
     out = verdict(dedup(make(rows, quality=[0.9, 0.1, 0.1]), DedupConfig()))
     assert [out[f"r{k}"][:2] for k in range(3)] == [(None, None), (None, None), ("near_duplicate", "r0")]
     assert verdict(dedup(make(rows, quality=[0.9, 0.1, 0.1]), DedupConfig(input_threshold=None)))["r1"][:2] == ("near_duplicate", "r0")
+
+
+QUOTE = '"Success is not final, failure is not fatal: it is the courage to continue that counts." - Winston Churchill'
+SONNET = ("Shall I compare thee to a summer's day? Thou art more lovely and more temperate: Rough winds do shake the "
+          "darling buds of May, And summer's lease hath all too short a date.")
+
+
+def _one_dropped(a: tuple[str, str], b: tuple[str, str], cfg: DedupConfig) -> bool:
+    return dedup(make([a, b]), cfg)["dup_of"].is_not_null().any()
+
+
+@pytest.mark.parametrize(("a", "b", "duplicate"), [
+    # an input (a concept) the other record states nowhere: another request, however alike the answers
+    (("Find a famous quote related to the given concept.\n\nPersistence", QUOTE), ("Find a quote related to success.", QUOTE), False),
+    # an input the other record answers: the same request
+    (("Write the Shakespearean sonnet that starts with the line below.\n\nShall I compare thee to a summer's day?", SONNET),
+     ("Find a suitable example of a Shakespearean sonnet.", f"An example of a Shakespearean sonnet is Sonnet 18: {SONNET}"), True),
+    # two words of an input its answer repeats, missing from the other record: another input
+    (("Rewrite this sentence in the third person.\n\nI went to the store with my friends.", "She went to the store with her friends."),
+     ('Rewrite this sentence in the third person: "I went to the store with my friends to buy apples"',
+      "She went to the store with her friends to buy apples."), False),
+    # one word of the sentence: still the same request
+    (("Rewrite this sentence in the third person.\n\nI went to the store with my friends.", "She went to the store with her friends."),
+     ("Rewrite this sentence in the third person.\n\nI went to the market with my friends.", "She went to the market with her friends."), True),
+])
+def test_an_input_must_be_stated_in_the_other_record(a, b, duplicate):
+    """One-sided inputs must be stated in the other request or answer, and the input words an answer repeats
+    (it depends on them) may be missing from the other record once at most; input_threshold=None turns both off."""
+    assert jaccard(" ".join(a), " ".join(b)) >= 0.5 and jaccard(a[1], b[1]) >= 0.4
+    assert _one_dropped(a, b, DedupConfig()) is duplicate and _one_dropped(b, a, DedupConfig()) is duplicate
+    assert _one_dropped(a, b, DedupConfig(input_threshold=None))

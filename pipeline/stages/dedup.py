@@ -4,7 +4,8 @@
 text (default), or each of them on its own (`both`), or one alone. A near duplicate must also pass
 the checks that tell a paraphrase from a template asked again: responses alike
 (`dedup.response_threshold`), the same numbers (`dedup.instruction_numbers`, `dedup.response_numbers`)
-and, when both requests carry an input, alike inputs (`dedup.input_threshold`).
+and inputs that agree (`dedup.input_threshold`: alike when both requests carry one, stated in the other
+record when one does).
 Needs the whole set: any two alive records (or a record and one curated by an earlier run) may pair. Work happens once per distinct normalised pair of texts;
 the verdict joins back to rows on `id`.
 """
@@ -40,6 +41,10 @@ NUMBER = r"\p{N}+|\b(?:" + "|".join(NUMBER_WORDS) + r")\b"
 
 # A double-quoted span ('Classify this sentence: "The dog barked."'): an input written inline.
 QUOTED = r'["“”«»][^"“”«»]{2,}["“”«»]'
+
+# Words of an input its answer repeats that the other record may lack: one word of a sentence is still the
+# same request (the judged fixture's `duplicate_means`), two are another input.
+ECHO_SLACK = 1
 
 COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "dup_of": (pl.String, "id of the record kept in place of this one (a dedup drop); null otherwise"),
@@ -79,6 +84,38 @@ def numbers_agree(a: pl.Expr, b: pl.Expr, rule: str | None) -> pl.Expr:
     """'equal': the same numbers; 'nested': one side's numbers hold the other's (a longer list); None: always."""
     extra_a, extra_b = a.list.set_difference(b).list.len() > 0, b.list.set_difference(a).list.len() > 0
     return pl.lit(True) if rule is None else ~(extra_a | extra_b) if rule == "equal" else ~(extra_a & extra_b)
+
+
+def words(text: pl.Expr, letters: bool = False) -> pl.Expr:
+    """Distinct words of a folded text; with `letters`, only those holding a letter (numbers have their own check)."""
+    found = text.str.split(" ")
+    return (found.list.eval(pl.element().filter(pl.element().str.contains(r"\p{L}"))) if letters else found).list.unique()
+
+
+def _inputs_agree(texts: pl.DataFrame, a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
+    """Whether each pair (rows a, b of `texts`: folded instruction, response, input) asks of the same input.
+
+    Both with an input: their word sets reach Jaccard `threshold`. One with an input: at least
+    `threshold` of its words appear in the other record, request or answer (the other may state it
+    inline, or answer it; 'a quote about the given concept: Persistence' / 'a quote about success'
+    does neither). Either way, at most ECHO_SLACK words of an input that its own answer repeats may be
+    missing from the other record: the answer depends on them ('I went to the store' / '... to buy
+    apples', answered 'She went to the store to buy apples').
+    """
+    has = (texts["input"].str.len_chars() > 0).to_numpy()
+    ok = np.ones(len(a), dtype=bool)
+    both = np.flatnonzero(has[a] & has[b])
+    ok[both] = exact_jaccard(texts["input"], a[both], b[both], 1, "word") >= threshold
+    found = texts.select(given=words(pl.col("input"), letters=True), said=words(pl.col("response")),
+                         known=words(pl.concat_str("instruction", "response", separator=" ")))
+    found = found.with_columns(echoed=pl.col("given").list.set_intersection("said"))
+    pairs = pl.DataFrame({f"{c}_{side}": found[c].gather(k) for c in ("given", "echoed", "known") for side, k in (("a", a), ("b", b))})
+    for x, y, alone in (("a", "b", has[a] & ~has[b]), ("b", "a", has[b] & ~has[a])):
+        stated = pairs.select(pl.col(f"given_{x}").list.set_intersection(f"known_{y}").list.len() / pl.col(f"given_{x}").list.len())
+        ok &= ~alone | (stated.to_series().fill_nan(1.0).to_numpy() >= threshold)  # no word with a letter: nothing to state
+        missing = pairs.select(pl.col(f"echoed_{x}").list.set_difference(f"known_{y}").list.len()).to_series().to_numpy()
+        ok &= missing <= ECHO_SLACK
+    return ok
 
 
 def signature_params(cfg: DedupConfig) -> str:
@@ -129,16 +166,19 @@ def _checked(groups: pl.DataFrame, i: np.ndarray, j: np.ndarray, cfg: DedupConfi
     a, b = np.searchsorted(docs, i), np.searchsorted(docs, j)
     texts = groups[docs].select(instruction=folded("instruction"), response=folded("response"), input=task_input(pl.col("instruction")))
     similarity = exact_jaccard(texts["response"], a, b, cfg.ngram, cfg.shingle)
-    inputs_agree = np.ones(len(i), dtype=bool)
-    if cfg.input_threshold is not None:
-        has = (texts["input"].str.len_chars() > 0).to_numpy()
-        both = np.flatnonzero(has[a] & has[b])  # a request without an input may state it inline: nothing to compare
-        inputs_agree[both] = exact_jaccard(texts["input"], a[both], b[both], 1, "word") >= cfg.input_threshold
+    inputs_agree = np.ones(len(i), dtype=bool) if cfg.input_threshold is None else _inputs_agree(texts, a, b, cfg.input_threshold)
     found = texts.select(inst=numbers(pl.col("instruction")), resp=numbers(pl.col("response")))
     pairs = pl.DataFrame({f"{c}_{side}": found[c].gather(k) for c in ("inst", "resp") for side, k in (("a", a), ("b", b))})
     agree = pairs.select(numbers_agree(pl.col("inst_a"), pl.col("inst_b"), cfg.instruction_numbers)
                          & numbers_agree(pl.col("resp_a"), pl.col("resp_b"), cfg.response_numbers)).to_series().to_numpy()
     return agree & inputs_agree & (similarity >= (cfg.response_threshold or 0.0)), similarity
+
+
+def _response_similarity(groups: pl.DataFrame, i: np.ndarray, j: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """Response Jaccard of each pair, without the checks (for the detail of the drops)."""
+    docs = sorted_unique(np.concatenate([i, j]))
+    return exact_jaccard(groups[docs].select(folded("response")).to_series(), np.searchsorted(docs, i), np.searchsorted(docs, j),
+                         cfg.ngram, cfg.shingle)
 
 
 def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> tuple[np.ndarray, ...]:
@@ -161,7 +201,7 @@ def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None)
     similarity, response = np.ones(n), np.ones(n)
     if len(dropped):
         similarity[dropped] = np.min([exact_jaccard(k, dropped, dup_of[dropped], cfg.ngram, cfg.shingle) for k in keys], axis=0)
-        response[dropped] = _checked(groups, dropped, dup_of[dropped], cfg)[1]
+        response[dropped] = _response_similarity(groups, dropped, dup_of[dropped], cfg)
     return dup_of, similarity, response, components(n, i, j)
 
 
