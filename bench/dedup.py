@@ -117,7 +117,7 @@ def run_rensa(frame: pl.DataFrame, cfg: DedupConfig) -> pl.DataFrame:
 
 
 def run_winnow(frame: pl.DataFrame, cfg: DedupConfig) -> pl.DataFrame:
-    return dedup(frame, cfg).select("id", cluster="dedup_cluster", dup_of="dup_of")
+    return dedup(frame.with_columns(quality=pl.lit(None, pl.Float64)), cfg).select("id", cluster="dedup_cluster", dup_of="dup_of")
 
 
 METHODS = {"winnow": run_winnow, "datasketch": run_datasketch, "rensa": run_rensa}

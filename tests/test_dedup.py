@@ -26,7 +26,7 @@ def make(rows: list[tuple[str, str]], quality: list[float] | None = None, prefix
     none = pl.Series([None] * len(rows), dtype=pl.String)
     frame = pl.DataFrame({"id": [f"{prefix}{k}" for k in range(len(rows))], "instruction": [r[0] for r in rows],
                           "response": [r[1] for r in rows], "drop_stage": none, "drop_reason": none, "drop_detail": none})
-    return frame.with_columns(quality=pl.Series(quality, dtype=pl.Float64)) if quality else frame
+    return frame.with_columns(quality=pl.Series(quality or [None] * len(rows), dtype=pl.Float64))
 
 
 def verdict(frame: pl.DataFrame) -> dict[str, tuple]:
@@ -141,7 +141,7 @@ def test_records_curated_by_an_earlier_run_are_not_admitted_again(tmp_path, inde
 
 def test_the_very_record_an_earlier_run_curated_is_seen(tmp_path):
     run1 = _first_run(tmp_path, DedupConfig())
-    again = run1.head(2).select("id", "instruction", "response", "drop_stage", "drop_reason", "drop_detail")
+    again = run1.head(2).select("id", "instruction", "response", "drop_stage", "drop_reason", "drop_detail", "quality")
     out = dedup(again, DedupConfig(), load_previous([str(tmp_path / "run1")]))
     assert out["drop_reason"].to_list() == [str(DropReason.SEEN_IN_EARLIER_RUN)] * 2
     assert out["dup_of"].to_list() == ["old0", "old1"]
@@ -208,7 +208,7 @@ def test_labelled_pairs_of_the_neardup_readme_are_found(shared_data):
 def test_alpaca_5000_mixed_into_52k_gives_exactly_5000_exact_drops(shared_data):
     alpaca = shared_data / "alpaca"
     ledger, _ = ingest([alpaca / "alpaca_data.json", alpaca / "alpaca_5000.json"], IngestConfig())
-    out = dedup(ledger, DedupConfig())
+    out = dedup(ledger.with_columns(quality=pl.lit(None, pl.Float64)), DedupConfig())  # no quality: keepers by length
     exact = out.filter(pl.col("drop_reason") == "exact_duplicate")
     assert exact.height == 5000
     keepers = out.select("id", keeper_hash="content_hash")

@@ -9,6 +9,7 @@ so `datasketch.MinHash(num_perm, seed, hashfunc=shingle_hash)` fed the same shin
 
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -159,18 +160,22 @@ def text_batches(texts: pl.Series, chars: int) -> list[slice]:
     return [slice(lo, min(hi, len(texts))) for lo, hi in zip(starts, cuts) if lo < len(texts)]
 
 
-def signatures(texts: pl.Series, n: int, unit: str, num_perm: int, seed: int, batch_chars: int = 1 << 18) -> np.ndarray:
+def signatures(texts: pl.Series, n: int, unit: str, num_perm: int, seed: int, batch_chars: int = 1 << 18,
+               advance: Callable[[int], None] = lambda n: None) -> np.ndarray:
     """MinHash signatures of many texts, about `batch_chars` codepoints per batch, batches on all cores.
 
     numpy releases the GIL in its loops, so threads scale; each batch writes only its own rows.
+    `advance(k)` is called as each batch of k texts is signed.
     """
     a, b = permutations(num_perm, seed)
     out = np.empty((len(texts), num_perm), dtype=np.uint32)
 
-    def sign(part: slice) -> None:
+    def sign(part: slice) -> int:
         counts, hashes = shingle_hashes(texts[part].to_list(), n, unit)
         out[part] = signatures_of(counts, hashes, a, b)
+        return len(counts)
 
     with ThreadPoolExecutor(min(MAX_THREADS, os.cpu_count() or 1)) as pool:
-        list(pool.map(sign, text_batches(texts, batch_chars)))
+        for signed in pool.map(sign, text_batches(texts, batch_chars)):
+            advance(signed)
     return out

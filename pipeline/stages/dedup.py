@@ -19,6 +19,7 @@ from pipeline.dedup.cluster import components, greedy_keepers
 from pipeline.dedup.lsh import exact_jaccard, sorted_unique, verified_pairs
 from pipeline.dedup.minhash import signatures
 from pipeline.mark import ALIVE, mark
+from pipeline.progress import Progress
 from pipeline.stage import Stage, StageName
 from schemas.config.dedup import DedupConfig
 from schemas.ledger import DropReason
@@ -132,11 +133,10 @@ def _reusable(previous: pl.DataFrame | None, cfg: DedupConfig) -> bool:
 
 def _ranked(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> pl.DataFrame:
     """Alive rows and earlier-run rows, best keeper first: earlier runs, quality, response length, id."""
-    score = pl.col("quality") if "quality" in frame.columns else pl.lit(None, pl.Float64)
     keys = [f"key_{f}" for f in compared_fields(cfg)]
     rows = frame.filter(ALIVE).select(
         "id", "instruction", "response", *[folded(f).alias(f"key_{f}") for f in compared_fields(cfg)], earlier=pl.lit(False),
-        score=score.cast(pl.Float64),
+        score=pl.col("quality").cast(pl.Float64),
         length=pl.col("response").fill_null("").str.len_chars().cast(pl.Int64))
     if previous is not None:
         stored = [pl.col(k) if _reusable(previous, cfg) else folded(f).alias(k) for f, k in zip(compared_fields(cfg), keys)]
@@ -147,12 +147,14 @@ def _ranked(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None
     return rows.with_row_index("rank").with_columns(group=exact if cfg.exact else pl.col("rank"))
 
 
-def _signatures(groups: pl.DataFrame, field: str, cfg: DedupConfig, previous: pl.DataFrame | None) -> np.ndarray:
+def _signatures(groups: pl.DataFrame, field: str, cfg: DedupConfig, previous: pl.DataFrame | None, progress: Progress) -> np.ndarray:
     """Signatures of one field of every distinct pair; earlier runs' come from their index when its params match."""
     reuse = _reusable(previous, cfg)
     todo = ~groups["earlier"] if reuse else pl.Series([True] * groups.height)
     sig = np.empty((groups.height, cfg.num_perm), dtype=np.uint32)
-    sig[todo.to_numpy()] = signatures(groups[f"key_{field}"].filter(todo), cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars)
+    texts = groups[f"key_{field}"].filter(todo)
+    progress.start(texts.len(), f"{field} texts signed")
+    sig[todo.to_numpy()] = signatures(texts, cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars, progress.advance)
     if reuse:
         column = f"signature_{field}"
         stored = groups.filter(~todo).select("id").join(previous.select("id", column), on="id", how="left", maintain_order="left")
@@ -181,14 +183,14 @@ def _response_similarity(groups: pl.DataFrame, i: np.ndarray, j: np.ndarray, cfg
                          cfg.ngram, cfg.shingle)
 
 
-def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> tuple[np.ndarray, ...]:
+def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None, progress: Progress) -> tuple[np.ndarray, ...]:
     """Per distinct pair of texts (best first): kept one it duplicates (-1 if none), lower field and response
     Jaccard to it, cluster head."""
     n = groups.height
     if cfg.threshold is None or n < 2:
         return np.full(n, -1), np.ones(n), np.ones(n), np.arange(n)
     keys = [groups[f"key_{f}"] for f in compared_fields(cfg)]
-    sigs = [_signatures(groups, f, cfg, previous) for f in compared_fields(cfg)]
+    sigs = [_signatures(groups, f, cfg, previous, progress) for f in compared_fields(cfg)]
     i, j, _ = verified_pairs(sigs, keys, cfg.threshold, cfg.bands, cfg.bucket_all_pairs, cfg.ngram, cfg.shingle)
     earlier = groups["earlier"].to_numpy()
     fresh = ~(earlier[i] & earlier[j])  # earlier runs' records all stay, even when alike
@@ -205,11 +207,11 @@ def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None)
     return dup_of, similarity, response, components(n, i, j)
 
 
-def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None) -> pl.DataFrame:
+def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None, progress: Progress | None = None) -> pl.DataFrame:
     """id -> dup_of, dedup_cluster, dup_similarity and drop reason for every alive row."""
     rows = _ranked(frame, cfg, previous)
     groups = rows.unique("group", keep="first", maintain_order=True)
-    dup_of, similarity, response, head = _near(groups, cfg, previous)
+    dup_of, similarity, response, head = _near(groups, cfg, previous, progress or Progress("dedup"))
     near = np.where(dup_of >= 0, dup_of, 0)
     groups = groups.select(
         "group", keeper=pl.col("id"), keeper_rank=pl.col("rank"),
@@ -231,9 +233,9 @@ def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | Non
     ).select("id", "dup_of", "dedup_cluster", "dup_similarity", "response_similarity", reason=reason)
 
 
-def dedup(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None) -> pl.DataFrame:
+def dedup(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None, progress: Progress | None = None) -> pl.DataFrame:
     """Mark exact, near and earlier-run duplicates among alive rows; add COLUMNS to every row."""
-    found = verdicts(frame, cfg, previous)
+    found = verdicts(frame, cfg, previous, progress)
     frame = frame.drop([c for c in COLUMNS if c in frame.columns]).join(found, on="id", how="left", maintain_order="left")
     frame = mark(frame, pl.col("reason").is_not_null(), StageName.DEDUP, pl.col("reason"), _detail(cfg))
     return frame.drop("reason", "response_similarity")
@@ -270,6 +272,6 @@ def load_previous(run_dirs: list[str]) -> pl.DataFrame | None:
     return pl.concat(frames, how="diagonal_relaxed").unique("id", keep="first", maintain_order=True) if frames else None
 
 
-STAGE = Stage(StageName.DEDUP, lambda frame, cfg, deps: dedup(frame, cfg.dedup, deps.previous_index), ("dedup",),
+STAGE = Stage(StageName.DEDUP, lambda frame, cfg, deps: dedup(frame, cfg.dedup, deps.previous_index, deps.progress("dedup")), ("dedup",),
               requires=("quality",), adds=COLUMNS, per_row=False,
               files=lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs])
