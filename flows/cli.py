@@ -93,9 +93,13 @@ def curate(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML or TOML curation config.")] = None,
     budget: Annotated[int | None, typer.Option(help="Size of the curated set (overrides select.budget).")] = None,
     hf: Annotated[list[str] | None, typer.Option("--hf", help="A Hugging Face hub dataset (needs HF_HUB_OFFLINE=0 unless cached); repeatable.")] = None,
+    runner: Annotated[str | None, typer.Option("--runner", help="local, dask or ray (overrides execution.runner); the output is the same.")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="Dask scheduler or Ray cluster to join (execution.address); none starts one here.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes of a cluster started here (execution.workers).")] = None,
 ) -> None:
     """Curate INPUTS into OUT: ledger, curated set, quarantine, manifest and report."""
-    overrides = {"select.budget": budget} if budget is not None else {}
+    given = {"select.budget": budget, "execution.runner": runner, "execution.address": address, "execution.workers": workers}
+    overrides = {key: value for key, value in given.items() if value is not None}
     from pipeline.io import HUB_PREFIX
 
     sources = [*(inputs or []), *(f"{HUB_PREFIX}{name}" for name in hf or [])]

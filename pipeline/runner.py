@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import multiprocessing
 import re
 import time
 from dataclasses import dataclass, replace
@@ -135,6 +136,8 @@ def _scorer(cfg_json: str):
 
 @lru_cache(maxsize=2)
 def _detector(backend: str, min_probability: float | None, workers: int | None):
+    if multiprocessing.current_process().daemon:  # a Dask worker may not fork; the cluster is the parallelism
+        workers = 1
     return make_detector(backend, min_probability, workers)
 
 
@@ -257,6 +260,50 @@ def combine_parts(parts: list[tuple[str, float]], run_dir: str | Path, log: logg
                           f"in {seconds:.1f}s", log)
     alive = _alive(pl.read_parquet(out, columns=["drop_reason"]))
     return IngestResult(StageResult("ingest", str(out), key, seconds, resumed, alive), str(quarantine), str(read), parts)
+
+
+def groups(stages: list[Stage]) -> list[list[int]]:
+    """Stage indexes in run order, consecutive per-row stages together: each group of those runs shard by shard."""
+    out: list[list[int]] = []
+    for index, stage in enumerate(stages):
+        if out and stage.per_row and stages[out[-1][-1]].per_row:
+            out[-1].append(index)
+        else:
+            out.append([index])
+    return out
+
+
+def split(previous: StageResult, run_dir: str | Path, rows: int) -> list[StageResult]:
+    """The previous stage's output as shards of `rows` rows, keyed by its key and their bounds (itself when it fits)."""
+    total = pl.scan_parquet(previous.path).select(pl.len()).collect().item()
+    if total <= rows:
+        return [previous]
+    shards = []
+    for start in range(0, total, rows):
+        key = hashlib.sha256(json.dumps([previous.key, start, rows]).encode()).hexdigest()[:16]
+        out = stage_path(run_dir, "shard", key)
+        if not out.exists():
+            write_parquet(pl.scan_parquet(previous.path).slice(start, rows).collect(), out)
+        shards.append(StageResult("shard", str(out), key, 0.0, False, _alive(pl.read_parquet(out, columns=["drop_reason"]))))
+    return shards
+
+
+def summary(results: list[StageResult]) -> StageResult:
+    """One stage's results over its shards, as the manifest lists it (the first shard's file)."""
+    first = results[0]
+    return StageResult(first.name, first.path, first.key, sum(r.seconds for r in results), all(r.resumed for r in results),
+                       sum(r.alive for r in results))
+
+
+def join(results: list[StageResult], run_dir: str | Path) -> StageResult:
+    """The shards' outputs of one stage concatenated in order: the same rows, in the same order, as one run."""
+    if len(results) == 1:
+        return results[0]
+    key = hashlib.sha256(json.dumps([r.key for r in results]).encode()).hexdigest()[:16]
+    out = stage_path(run_dir, results[0].name, key)
+    if not out.exists():
+        write_parquet(pl.concat([pl.read_parquet(r.path) for r in results]).rechunk(), out)
+    return replace(summary(results), path=str(out), key=key)
 
 
 def cleanup(run_dir: str | Path, keys: list[str]) -> list[Path]:

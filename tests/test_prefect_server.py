@@ -182,7 +182,7 @@ def test_curate_then_train_then_scheduled_curate_on_the_worker(stack, tmp_path):
     assert trained["examples"]["usable"] == manifest["counts"]["curated"]
     with get_client(sync_client=True) as client:
         runs = descendants(client, run_id)
-        assert all(r.state.is_completed() for r in runs) and len(runs) == 3  # itself, curate, train
+        assert all(r.state.is_completed() for r in runs) and len(runs) == 4  # itself, curate (and its curate-stages), train
         artifacts = artifacts_of(client, run_id)
         check_curate_artifacts(artifacts, manifest)
         losses = artifacts["train-losses"].data

@@ -15,6 +15,7 @@ from schemas.config.category import CategoryConfig
 from schemas.config.decontam import DecontamConfig
 from schemas.config.dedup import DedupConfig
 from schemas.config.embed import EmbedConfig
+from schemas.config.execution import ExecutionConfig
 from schemas.config.heuristics import HeuristicsConfig
 from schemas.config.ingest import IngestConfig
 from schemas.config.language import LanguageConfig
@@ -25,7 +26,7 @@ from schemas.config.semantic import SemanticConfig
 from schemas.config.train import LoraSettings, TrainConfig
 
 __all__ = ["CategoryConfig", "ConfigError", "CurationConfig", "DecontamConfig", "DedupConfig", "EmbedConfig",
-           "HeuristicsConfig", "IngestConfig", "LanguageConfig", "LoraSettings", "PiiConfig", "ScoreConfig",
+           "ExecutionConfig", "HeuristicsConfig", "IngestConfig", "LanguageConfig", "LoraSettings", "PiiConfig", "ScoreConfig",
            "Section", "SelectConfig", "SemanticConfig", "TrainConfig", "load_config", "parse_config", "read_config_file"]
 
 
@@ -45,6 +46,7 @@ class CurationConfig(BaseModel):
     embed: EmbedConfig = EmbedConfig()
     semantic: SemanticConfig = SemanticConfig()
     select: SelectConfig = SelectConfig()
+    execution: ExecutionConfig = ExecutionConfig()
 
 
 def _first_error(err: ValidationError) -> str:
