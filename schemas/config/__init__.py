@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from schemas.config.base import ConfigError, Section
 from schemas.config.category import CategoryConfig
 from schemas.config.decontam import DecontamConfig
-from schemas.config.dedup import DedupConfig
+from schemas.config.dedup import DedupConfig, SharedIndexConfig
 from schemas.config.embed import EmbedConfig
 from schemas.config.heuristics import HeuristicsConfig
 from schemas.config.ingest import IngestConfig
@@ -26,7 +26,8 @@ from schemas.config.train import LoraSettings, TrainConfig
 
 __all__ = ["CategoryConfig", "ConfigError", "CurationConfig", "DecontamConfig", "DedupConfig", "EmbedConfig",
            "HeuristicsConfig", "IngestConfig", "LanguageConfig", "LoraSettings", "PiiConfig", "ScoreConfig",
-           "Section", "SelectConfig", "SemanticConfig", "TrainConfig", "load_config", "parse_config", "read_config_file"]
+           "Section", "SelectConfig", "SemanticConfig", "SharedIndexConfig", "TrainConfig", "load_config", "parse_config",
+           "read_config_file"]
 
 
 class CurationConfig(BaseModel):
