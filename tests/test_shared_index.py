@@ -143,6 +143,8 @@ def test_inserting_twice_changes_nothing(redis_port):
     assert shared.insert(index, "run1")["inserted"] == index.height
     before = snapshot(shared.client)
     assert shared.insert(index, "run1")["inserted"] == 0 and snapshot(shared.client) == before
+    dedup(runs()[1], cfg, None, shared, "run2")  # a lookup leaves nothing behind
+    assert snapshot(shared.client) == before
     assert shared.insert(index.head(3), "run1")["present"] == 3 and snapshot(shared.client) == before
     assert shared.client.hlen(f"{shared.namespace}:rows") == index.height
     assert shared.client.get(f"{shared.namespace}:params").decode() == shared.params

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 SCHEME = "affine32"  # datasketch's name for the permutations pipeline.dedup.minhash computes
 CHUNK = 10_000  # commands per Redis round trip
 REPLY_TIMEOUT = 300.0  # seconds a reply may take once connected (a chunk takes well under one)
+SCRATCH_TTL = 600  # seconds a lookup's scratch set outlives a client that died mid-lookup
 
 
 def band_keys(sig: np.ndarray, bands: int) -> list[np.ndarray]:
@@ -113,14 +115,17 @@ class SharedIndex:
         return [r for lo in range(0, len(items), CHUNK) for r in getattr(self.client, command)(key, items[lo:lo + CHUNK])]
 
     def bucket_members(self, sigs: dict[str, np.ndarray]) -> list[str]:
-        """Ids of the indexed records that share a whole band with any row of `sigs` (field -> signatures), sorted."""
-        found: set[bytes] = set()
-        for field, sig in sigs.items():
-            tables = self.lsh[field].hashtables
-            for table, keys in zip(tables, band_keys(sig, len(tables))):
-                distinct = list(dict.fromkeys(keys.tolist()))
-                for lo in range(0, len(distinct), CHUNK):
-                    found.update(*table.getmany(*distinct[lo:lo + CHUNK]))
+        """Ids of the indexed records that share a whole band with any row of `sigs` (field -> signatures), sorted.
+        The server unions the buckets, CHUNK per scratch set and then those sets, and sends each id once."""
+        buckets = [table.redis_key(key) for field, sig in sigs.items()
+                   for table, keys in zip(self.lsh[field].hashtables, band_keys(sig, len(self.lsh[field].hashtables)))
+                   for key in dict.fromkeys(keys.tolist())]
+        scratch = [self._key("lookup", uuid.uuid4().hex, str(k)) for k in range(0, len(buckets), CHUNK)]
+        if not scratch:
+            return []
+        unions = [("sunionstore", key, buckets[lo:lo + CHUNK]) for key, lo in zip(scratch, range(0, len(buckets), CHUNK))]
+        expire = [("expire", key, SCRATCH_TTL) for key in scratch]  # should this client die before the delete
+        found = self._pipelined([*unions, *expire, ("sunion", scratch), ("delete", *scratch)])[-2]
         return sorted(k.decode() for k in found)
 
     def candidates(self, sigs: dict[str, np.ndarray], run: str | None = None) -> pl.DataFrame | None:
