@@ -6,6 +6,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import runinfo
+from pipeline.dedup.shared import run_identity
 from pipeline.io import write_json, write_parquet, write_text
 from pipeline.mark import ALIVE
 from pipeline.report.diversity import diversity_metrics, random_baseline
@@ -123,7 +124,9 @@ def export_run(last_path: str, quarantine_path: str, read_path: str, cfg: Curati
                inputs: list[dict], stages: list[dict], deps: Deps) -> dict:
     """Write ledger, curated set, quarantine, embeddings, dedup index, report and, last, the manifest.
 
-    The counts are checked against what ingest read before anything is written.
+    The counts are checked against what ingest read before anything is written. With a shared index, the
+    curated rows join it once the run's own index is written (a failure there leaves no manifest, and a
+    rerun adds them again: an id already there is left as it is).
     """
     last = pl.read_parquet(last_path)
     ledger = finalize(last.drop("embedding"))
@@ -136,7 +139,9 @@ def export_run(last_path: str, quarantine_path: str, read_path: str, cfg: Curati
     write_parquet(quarantine, run / "quarantine.parquet")
     write_parquet(ledger, run / "ledger.parquet")
     write_parquet(redact(chosen, cfg.pii) if cfg.pii.action == "redact" else chosen, run / "curated.parquet")
-    write_parquet(build_index(ledger, cfg.dedup), run / INDEX_FILE)
+    index = build_index(ledger, cfg.dedup)
+    write_parquet(index, run / INDEX_FILE)
+    shared = deps.shared_index.insert(index, run_identity(run, ledger["id"])) if deps.shared_index is not None else None
     write_parquet(embeddings, run / "embeddings.parquet")
     names = ["ledger.parquet", "curated.parquet", "quarantine.parquet", INDEX_FILE, "embeddings.parquet", "report.html"]
     manifest = {
@@ -149,6 +154,8 @@ def export_run(last_path: str, quarantine_path: str, read_path: str, cfg: Curati
         "outputs": {name: str(run / name) for name in names},
         "packages": runinfo.packages(),
     }
+    if shared is not None:
+        manifest["shared_index"] = shared
     if cfg.select.budget is not None:
         manifest["diversity"] = diversity_metrics(ledger, embeddings, cfg.select.seed)
     write_text(write_report(run, ledger, quarantine, manifest, embeddings), run / "report.html")

@@ -30,7 +30,7 @@ from pipeline.plan import STAGES
 from pipeline.stage import Columns, Deps, Stage
 from pipeline.stages import ingest
 from pipeline.stages.decontam import load_eval_prompts
-from pipeline.stages.dedup import load_previous
+from pipeline.stages.dedup import load_previous, open_shared_index
 from pipeline.stages.embed import load_embedder
 from pipeline.stages.language_detect import make_detector
 from pipeline.stages.score import load_scorer
@@ -146,7 +146,8 @@ _DEPS: dict[str, Deps] = {}
 
 def preflight(cfg: CurationConfig) -> Deps:
     """Check what the config names and load the data stages share, once per process and config:
-    a missing or unreadable eval set or earlier run is a ConfigError here, before any work starts."""
+    a missing or unreadable eval set or earlier run, or a shared index that does not answer, is a
+    ConfigError here, before any work starts."""
     files = [f for stage in STAGES for f in stage.files(cfg)]
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
@@ -159,14 +160,17 @@ def preflight(cfg: CurationConfig) -> Deps:
         try:
             prompts = load_eval_prompts(cfg.decontam.eval_sets)
             previous = load_previous(cfg.dedup.previous_runs)
+            shared = open_shared_index(cfg.dedup)
         except (ValueError, OSError, pl.exceptions.PolarsError) as err:
             raise ConfigError(str(err).splitlines()[0]) from None
         lang = cfg.language
-        _DEPS[key] = Deps(cfg, eval_prompts=prompts, previous_index=previous,
+        _DEPS[key] = Deps(cfg, eval_prompts=prompts, previous_index=previous, shared_index=shared,
                           embedding_cache=caches[0], score_cache=caches[1],
                           load_embedder=lambda: _embedder(cfg.embed.model_dump_json()),
                           load_scorer=lambda: _scorer(cfg.score.model_dump_json(include=MODEL_SETTINGS)),
                           load_detector=lambda: _detector(lang.backend, lang.min_probability, lang.workers))
+    elif _DEPS[key].shared_index is not None:
+        _DEPS[key].shared_index.check()  # a long-lived worker's server may have gone since
     return _DEPS[key]
 
 
@@ -209,7 +213,7 @@ def run_stage(stage: Stage, previous: StageResult, cfg: CurationConfig, run_dir:
     frame = pl.read_parquet(previous.path)
     check_columns(frame, stage)
     rows_in, alive_in = frame.height, _alive(frame)
-    frame = stage.run(frame, cfg, deps)
+    frame = stage.run(frame, cfg, replace(deps, run_dir=Path(run_dir)))
     check_columns(frame, stage, stage.adds)
     if frame.height != rows_in:
         raise StageContractError(f"stage {stage.name} returned {frame.height} rows for {rows_in}: stages mark rows, never drop them")

@@ -23,6 +23,7 @@ import polars as pl
 from pipeline.progress import Progress
 
 if TYPE_CHECKING:
+    from pipeline.dedup.shared import SharedIndex
     from pipeline.stages.embed import Embedder
     from pipeline.stages.language_detect import LanguageDetector
     from pipeline.stages.score import Scorer
@@ -69,12 +70,15 @@ def _not_given(what: str) -> Callable[[], object]:
 @dataclass
 class Deps:
     """What stages use beside their frame and config, typed. `pipeline.runner.preflight` builds it
-    once per process and config: the eval sets and earlier indexes are read there (a bad one fails
-    before any work), the models load on first use. Tests pass data and fake loaders."""
+    once per process and config: the eval sets and earlier indexes are read there and the shared
+    index is connected (a bad one fails before any work), the models load on first use. Tests pass
+    data and fake loaders. `run_dir` is set per stage by `pipeline.runner.run_stage`."""
 
     cfg: CurationConfig
     eval_prompts: pl.DataFrame | None = None
     previous_index: pl.DataFrame | None = None
+    shared_index: SharedIndex | None = None  # dedup.shared_index, connected; None when off
+    run_dir: Path | None = None  # the run being curated: who this run is in the shared index
     embedding_cache: Path | None = None
     score_cache: Path | None = None
     log: logging.Logger = LOG

@@ -7,10 +7,13 @@ the checks that tell a paraphrase from a template asked again: responses alike
 and inputs that agree (`dedup.input_threshold`: alike when both requests carry one, stated in the other
 record when one does).
 Needs the whole set: any two alive records (or a record and one curated by an earlier run) may pair. Work happens once per distinct normalised pair of texts;
-the verdict joins back to rows on `id`.
+the verdict joins back to rows on `id`. Earlier runs' records come from their `dedup_index.parquet`
+(`dedup.previous_runs`) and, with `dedup.shared_index`, from the shared index: the ones sharing a band
+with an alive row, which is every one that can pair with it.
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -18,11 +21,15 @@ import polars as pl
 from pipeline.dedup.cluster import components, greedy_keepers
 from pipeline.dedup.lsh import exact_jaccard, sorted_unique, verified_pairs
 from pipeline.dedup.minhash import signatures
+from pipeline.dedup.shared import SharedIndex, run_identity
 from pipeline.mark import ALIVE, mark
 from pipeline.progress import Progress
-from pipeline.stage import Stage, StageName
+from pipeline.stage import Deps, Stage, StageName
 from schemas.config.dedup import DedupConfig
 from schemas.ledger import DropReason
+
+if TYPE_CHECKING:
+    from schemas.config import CurationConfig
 
 INDEX_FILE = "dedup_index.parquet"
 INDEX_VERSION = "v2"  # bump when normalisation, hashing or the index columns change, so old indexes are re-keyed
@@ -147,18 +154,24 @@ def _ranked(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None
     return rows.with_row_index("rank").with_columns(group=exact if cfg.exact else pl.col("rank"))
 
 
-def _signatures(groups: pl.DataFrame, field: str, cfg: DedupConfig, previous: pl.DataFrame | None, progress: Progress) -> np.ndarray:
-    """Signatures of one field of every distinct pair; earlier runs' come from their index when its params match."""
-    reuse = _reusable(previous, cfg)
-    todo = ~groups["earlier"] if reuse else pl.Series([True] * groups.height)
+def _signatures(groups: pl.DataFrame, field: str, cfg: DedupConfig, previous: pl.DataFrame | None, progress: Progress,
+                own: pl.DataFrame | None = None) -> np.ndarray:
+    """Signatures of one field of every distinct pair; earlier runs' come from their index when its params match,
+    the alive rows' from `own` when the shared index lookup signed them already."""
+    column = f"signature_{field}"
+    known = ([previous.select("id", column, earlier=pl.lit(True))] if _reusable(previous, cfg) else []) + \
+            ([own.select("id", column, earlier=pl.lit(False))] if own is not None else [])
     sig = np.empty((groups.height, cfg.num_perm), dtype=np.uint32)
-    texts = groups[f"key_{field}"].filter(todo)
-    progress.start(texts.len(), f"{field} texts signed")
-    sig[todo.to_numpy()] = signatures(texts, cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars, progress.advance)
-    if reuse:
-        column = f"signature_{field}"
-        stored = groups.filter(~todo).select("id").join(previous.select("id", column), on="id", how="left", maintain_order="left")
-        sig[~todo.to_numpy()] = stored[column].to_numpy()
+    if known:
+        stored = groups.select("id", "earlier").join(pl.concat(known), on=["id", "earlier"], how="left", maintain_order="left")[column]
+        todo = stored.is_null().to_numpy()
+        sig[~todo] = stored.filter(pl.Series(~todo)).to_numpy()
+    else:
+        todo = np.ones(groups.height, dtype=bool)
+    if todo.any():
+        texts = groups[f"key_{field}"].filter(todo)
+        progress.start(texts.len(), f"{field} texts signed")
+        sig[todo] = signatures(texts, cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars, progress.advance)
     return sig
 
 
@@ -183,14 +196,15 @@ def _response_similarity(groups: pl.DataFrame, i: np.ndarray, j: np.ndarray, cfg
                          cfg.ngram, cfg.shingle)
 
 
-def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None, progress: Progress) -> tuple[np.ndarray, ...]:
+def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None, progress: Progress,
+          own: pl.DataFrame | None = None) -> tuple[np.ndarray, ...]:
     """Per distinct pair of texts (best first): kept one it duplicates (-1 if none), lower field and response
     Jaccard to it, cluster head."""
     n = groups.height
     if cfg.threshold is None or n < 2:
         return np.full(n, -1), np.ones(n), np.ones(n), np.arange(n)
     keys = [groups[f"key_{f}"] for f in compared_fields(cfg)]
-    sigs = [_signatures(groups, f, cfg, previous, progress) for f in compared_fields(cfg)]
+    sigs = [_signatures(groups, f, cfg, previous, progress, own) for f in compared_fields(cfg)]
     i, j, _ = verified_pairs(sigs, keys, cfg.threshold, cfg.bands, cfg.bucket_all_pairs, cfg.ngram, cfg.shingle)
     earlier = groups["earlier"].to_numpy()
     fresh = ~(earlier[i] & earlier[j])  # earlier runs' records all stay, even when alike
@@ -207,11 +221,41 @@ def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None,
     return dup_of, similarity, response, components(n, i, j)
 
 
-def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None, progress: Progress | None = None) -> pl.DataFrame:
-    """id -> dup_of, dedup_cluster, dup_similarity and drop reason for every alive row."""
+def own_signatures(frame: pl.DataFrame, cfg: DedupConfig) -> pl.DataFrame:
+    """id and the signature of each compared field of every alive row, each distinct text signed once."""
+    fields = compared_fields(cfg)
+    rows = frame.filter(ALIVE).select("id", *[folded(f).alias(f"key_{f}") for f in fields])
+    for f in fields:
+        keys = rows[f"key_{f}"].unique(maintain_order=True)
+        sig = pl.Series(f"signature_{f}", signatures(keys, cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars),
+                        dtype=pl.Array(pl.UInt32, cfg.num_perm))
+        rows = rows.join(pl.DataFrame([keys, sig]), on=f"key_{f}", how="left", maintain_order="left")
+    return rows.select("id", *[f"signature_{f}" for f in fields])
+
+
+def earlier_records(previous: pl.DataFrame | None, shared: pl.DataFrame | None) -> pl.DataFrame | None:
+    """Earlier runs' index rows from both places, one row per id (the Parquet one first, as load_previous does)."""
+    found = [f for f in (previous, shared) if f is not None]
+    if len(found) < 2:
+        return found[0] if found else None
+    return pl.concat(found, how="diagonal_relaxed").unique("id", keep="first", maintain_order=True)
+
+
+def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None,
+             shared: SharedIndex | None = None, run: str | None = None, progress: Progress | None = None) -> pl.DataFrame:
+    """id -> dup_of, dedup_cluster, dup_similarity and drop reason for every alive row.
+
+    With `shared`, the alive rows are signed first, the shared index is asked for the records sharing a
+    band with them (less those `run` added itself) and those join `previous`; the signatures serve twice.
+    """
+    own = None
+    if shared is not None:
+        own = own_signatures(frame, cfg)
+        sigs = {f: own[f"signature_{f}"].to_numpy() for f in compared_fields(cfg)}
+        previous = earlier_records(previous, shared.candidates(sigs, run) if own.height else None)
     rows = _ranked(frame, cfg, previous)
     groups = rows.unique("group", keep="first", maintain_order=True)
-    dup_of, similarity, response, head = _near(groups, cfg, previous, progress or Progress("dedup"))
+    dup_of, similarity, response, head = _near(groups, cfg, previous, progress or Progress("dedup"), own)
     near = np.where(dup_of >= 0, dup_of, 0)
     groups = groups.select(
         "group", keeper=pl.col("id"), keeper_rank=pl.col("rank"),
@@ -233,9 +277,12 @@ def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | Non
     ).select("id", "dup_of", "dedup_cluster", "dup_similarity", "response_similarity", reason=reason)
 
 
-def dedup(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None, progress: Progress | None = None) -> pl.DataFrame:
-    """Mark exact, near and earlier-run duplicates among alive rows; add COLUMNS to every row."""
-    found = verdicts(frame, cfg, previous, progress)
+def dedup(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None,
+          shared: SharedIndex | None = None, run: str | None = None, progress: Progress | None = None) -> pl.DataFrame:
+    """Mark exact, near and earlier-run duplicates among alive rows; add COLUMNS to every row.
+
+    `previous`: earlier runs' index rows; `shared`: the shared index, `run` the identity of this run in it."""
+    found = verdicts(frame, cfg, previous, shared, run, progress)
     frame = frame.drop([c for c in COLUMNS if c in frame.columns]).join(found, on="id", how="left", maintain_order="left")
     frame = mark(frame, pl.col("reason").is_not_null(), StageName.DEDUP, pl.col("reason"), _detail(cfg))
     return frame.drop("reason", "response_similarity")
@@ -272,6 +319,20 @@ def load_previous(run_dirs: list[str]) -> pl.DataFrame | None:
     return pl.concat(frames, how="diagonal_relaxed").unique("id", keep="first", maintain_order=True) if frames else None
 
 
-STAGE = Stage(StageName.DEDUP, lambda frame, cfg, deps: dedup(frame, cfg.dedup, deps.previous_index, deps.progress("dedup")), ("dedup",),
+def open_shared_index(cfg: DedupConfig) -> SharedIndex | None:
+    """The index `dedup.shared_index` names, connected and answering (a ConfigError line if not); None when off."""
+    if cfg.shared_index is None:
+        return None
+    return SharedIndex.open(cfg.shared_index, signature_params(cfg), compared_fields(cfg), cfg.num_perm, cfg.bands, cfg.seed)
+
+
+def _stage(frame: pl.DataFrame, cfg: "CurationConfig", deps: Deps) -> pl.DataFrame:
+    """The stage: earlier runs from deps; in the shared index this run is its directory and ledger ids."""
+    shared = deps.shared_index
+    run = run_identity(deps.run_dir, frame["id"]) if shared is not None and deps.run_dir is not None else None
+    return dedup(frame, cfg.dedup, deps.previous_index, shared, run, deps.progress("dedup"))
+
+
+STAGE = Stage(StageName.DEDUP, _stage, ("dedup",),
               requires=("quality",), adds=COLUMNS, per_row=False,
               files=lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs])

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from schemas.config.base import ConfigError, Section
 from schemas.config.category import CategoryConfig
 from schemas.config.decontam import DecontamConfig
-from schemas.config.dedup import DedupConfig
+from schemas.config.dedup import DedupConfig, SharedIndexConfig
 from schemas.config.embed import EmbedConfig
 from schemas.config.execution import ExecutionConfig
 from schemas.config.heuristics import HeuristicsConfig
@@ -27,7 +27,8 @@ from schemas.config.train import LoraSettings, TrainConfig
 
 __all__ = ["CategoryConfig", "ConfigError", "CurationConfig", "DecontamConfig", "DedupConfig", "EmbedConfig",
            "ExecutionConfig", "HeuristicsConfig", "IngestConfig", "LanguageConfig", "LoraSettings", "PiiConfig", "ScoreConfig",
-           "Section", "SelectConfig", "SemanticConfig", "TrainConfig", "load_config", "parse_config", "read_config_file"]
+           "Section", "SelectConfig", "SemanticConfig", "SharedIndexConfig", "TrainConfig", "load_config", "parse_config",
+           "read_config_file"]
 
 
 class CurationConfig(BaseModel):

@@ -7,6 +7,21 @@ from pydantic import Field, model_validator
 from schemas.config.base import Section
 
 
+class SharedIndexConfig(Section):
+    """Where the shared cross-run dedup index lives: a Redis database that runs on several machines read
+    before dedup and add their curated records to after export."""
+
+    type: Literal["redis"] = Field("redis", description="Backend; Redis (datasketch's MinHashLSH Redis storage) is the one there is.")
+    host: str = Field("127.0.0.1", min_length=1, description="Redis host.")
+    port: int = Field(6379, ge=1, le=65535, description="Redis port.")
+    db: int = Field(0, ge=0, description="Redis database number.")
+    name: str = Field(
+        "winnow", pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Prefix of every key the index writes; runs with the same name (and the same signature settings: "
+        "fields, shingle, ngram, num_perm, bands, seed) share one index, other settings get their own under the name.")
+    timeout: float = Field(5.0, gt=0, description="Seconds to wait for a connection (preflight fails with one line after it).")
+
+
 class DedupConfig(Section):
     """Exact, then MinHash LSH near-duplicate removal. Defaults measured by bench/dedup.py on Alpaca 52K
     plus 2,000 planted copies with 5-15% of their words edited (numbers below are from that run)."""
@@ -92,9 +107,15 @@ class DedupConfig(Section):
         default_factory=list,
         description="Earlier run directories; records they curated are not admitted again.",
     )
+    shared_index: SharedIndexConfig | None = Field(
+        None, description="A shared index of every record curated by the runs that use it (Redis), read like "
+        "previous_runs by the dedup stage and added to by each run's export, so scheduled runs on several machines do "
+        "not admit each other's records; None (the default) turns it off. Both it and previous_runs may be given.")
 
     @model_validator(mode="after")
     def _bands_divide_perms(self):
         if self.num_perm % self.bands:
             raise ValueError(f"bands ({self.bands}) must divide num_perm ({self.num_perm})")
+        if self.shared_index is not None and self.bands < 2:
+            raise ValueError("shared_index needs at least 2 bands (datasketch's MinHashLSH)")
         return self
