@@ -10,47 +10,18 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NONE
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.artifacts import publish
+from flows.engines import task_runner
 from pipeline import runner
 from pipeline.export import export_run
 from pipeline.io import expand_inputs, file_sha256
 from pipeline.plan import STAGES
-from schemas.config import CurationConfig, ExecutionConfig
+from schemas.config import CurationConfig
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 OPTIONS = dict(retries=1, retry_delay_seconds=1, cache_policy=NONE)
-
-
-def _api_env() -> dict[str, str]:
-    """The Prefect API this flow reports to, for the worker processes of a cluster started here: a temporary
-    server's address is not in their environment, and without it each worker would start a server of its own."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return {"PREFECT_API_URL": str(client.api_url).rstrip("/")}
-
-
-def task_runner(execution: ExecutionConfig):
-    """Prefect's task runner for `execution.runner`: tasks in this process, or fanned out to Dask or Ray."""
-    if execution.runner == "dask":
-        from prefect_dask import DaskTaskRunner
-
-        if execution.address:
-            return DaskTaskRunner(address=execution.address)
-        return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
-            "n_workers": execution.workers or os.cpu_count(), "threads_per_worker": 1, "processes": True,
-            "dashboard_address": None, "env": _api_env()})
-    if execution.runner == "ray":
-        from prefect_ray import RayTaskRunner
-
-        if execution.address:
-            return RayTaskRunner(address=execution.address)
-        cpus = {"num_cpus": execution.workers} if execution.workers else {}
-        return RayTaskRunner(init_kwargs={"runtime_env": {"env_vars": _api_env()}, "include_dashboard": False, **cpus})
-    return ThreadPoolTaskRunner(max_workers=1)
 
 
 @task(name="ingest-file", **OPTIONS)

@@ -50,9 +50,10 @@ class StageResult:
     name: str
     path: str
     key: str
-    seconds: float
+    seconds: float  # of work (over shards: from the first shard's start to the last one's end)
     resumed: bool
     alive: int
+    started: float = 0.0  # epoch seconds when the work began
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ def run_stage(stage: Stage, previous: StageResult, cfg: CurationConfig, run_dir:
         log.info("%s: finished in an earlier run, reusing %s", stage.name, out.name)
         return StageResult(stage.name, str(out), key, 0.0, True, _alive(pl.read_parquet(out, columns=["drop_reason"])))
     progress.started(stage.name, log)
-    start = time.perf_counter()
+    start, began = time.perf_counter(), time.time()
     frame = pl.read_parquet(previous.path)
     check_columns(frame, stage)
     rows_in, alive_in = frame.height, _alive(frame)
@@ -219,7 +220,7 @@ def run_stage(stage: Stage, previous: StageResult, cfg: CurationConfig, run_dir:
         raise StageContractError(f"stage {stage.name} returned {frame.height} rows for {rows_in}: stages mark rows, never drop them")
     write_parquet(frame, out)
     seconds = time.perf_counter() - start
-    result = StageResult(stage.name, str(out), key, seconds, False, _alive(frame))
+    result = StageResult(stage.name, str(out), key, seconds, False, _alive(frame), began)
     rate = f", {alive_in / seconds:,.0f} rows/s" if seconds > 0 else ""
     progress.finished(stage.name, f"{result.alive:,} of {alive_in:,} alive rows kept in {seconds:.1f}s{rate}", log)
     return result
@@ -293,10 +294,12 @@ def split(previous: StageResult, run_dir: str | Path, rows: int) -> list[StageRe
 
 
 def summary(results: list[StageResult]) -> StageResult:
-    """One stage's results over its shards, as the manifest lists it (the first shard's file)."""
-    first = results[0]
-    return StageResult(first.name, first.path, first.key, sum(r.seconds for r in results), all(r.resumed for r in results),
-                       sum(r.alive for r in results))
+    """One stage's results over its shards, as the manifest lists it (the first shard's file, the wall time
+    from the first shard's start to the last one's end: shards run side by side on a cluster)."""
+    first, ran = results[0], [r for r in results if not r.resumed]
+    start = min((r.started for r in ran), default=0.0)
+    wall = max((r.started + r.seconds for r in ran), default=0.0) - start
+    return StageResult(first.name, first.path, first.key, wall, not ran, sum(r.alive for r in results), start)
 
 
 def join(results: list[StageResult], run_dir: str | Path) -> StageResult:

@@ -199,7 +199,7 @@ def test_curate_then_train_then_scheduled_curate_on_the_worker(stack, tmp_path):
     later = json.loads((second / "manifest.json").read_text())
     with get_client(sync_client=True) as client:
         runs = descendants(client, run.id)
-        assert len(runs) == 2 and all(r.state.is_completed() for r in runs)  # itself and its curate subflow
+        assert len(runs) == 3 and all(r.state.is_completed() for r in runs)  # itself, its curate subflow and curate-stages
         check_curate_artifacts(artifacts_of(client, run.id), later)
     assert later["config"]["dedup"]["previous_runs"] == [str(first)]
     earlier_ids = set(pl.read_parquet(first / "curated.parquet")["id"])
