@@ -25,7 +25,7 @@ def task_runner(execution: ExecutionConfig):
             return DaskTaskRunner(address=execution.address)
         return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
             "n_workers": execution.workers or os.cpu_count(), "threads_per_worker": 1, "processes": True,
-            "dashboard_address": None, "env": _api_env()})
+            "dashboard_address": ":0", "env": _api_env()})  # any free port: never the one another cluster holds
     if execution.runner == "ray":
         from prefect_ray import RayTaskRunner
 
