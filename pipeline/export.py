@@ -13,7 +13,7 @@ from pipeline.report.diversity import diversity_metrics, random_baseline
 from pipeline.report.html import write_report
 from pipeline.stage import Deps
 from pipeline.stages.dedup import INDEX_FILE, build_index
-from pipeline.stages.embed import embed
+from pipeline.stages.embed import as_array, embed
 from pipeline.stages.pii import redact
 from schemas.config import CurationConfig
 
@@ -112,11 +112,13 @@ def counts(ledger: pl.DataFrame, quarantine: pl.DataFrame, read: pl.DataFrame | 
 def vectors_of(last: pl.DataFrame, cfg: CurationConfig, deps: Deps) -> pl.DataFrame:
     """embeddings.parquet: the pool's vectors (the `embedding` column stages carried) and those of the
     random sample diversity is measured against (embedded here, from the cache when it can be)."""
-    vectors = last.filter(pl.col("embedding").is_not_null()).select("id", "embedding")
+    pool = last.filter(pl.col("embedding").is_not_null()).select("id", "embedding")
+    vectors = pool.with_columns(as_array(pool["embedding"]))
     ledger = finalize(last.drop("embedding"))
     baseline = random_baseline(ledger, cfg.select.seed).join(vectors.select("id"), on="id", how="anti")
     if baseline.height and cfg.select.budget is not None:  # diversity is measured only against a budget
-        vectors = pl.concat([vectors, embed(baseline, cfg.embed, deps.embedder, deps.embedding_cache)])
+        extra = embed(baseline, cfg.embed, deps.embedder, deps.embedding_cache)
+        vectors = pl.concat([vectors.cast(extra.schema), extra]) if vectors.height else extra
     return vectors.sort("id")
 
 

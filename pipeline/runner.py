@@ -179,13 +179,6 @@ def _alive(frame: pl.DataFrame) -> int:
     return int(frame.select(ALIVE.sum()).item())
 
 
-def _same_type(got: pl.DataType, want: pl.DataType) -> bool:
-    """Declared and actual dtype agree (an Array's width is the model's, so only its inner type is declared)."""
-    if isinstance(want, pl.Array):
-        return isinstance(got, pl.Array) and got.inner == want.inner
-    return got == want
-
-
 def check_columns(frame: pl.DataFrame, stage: Stage, adds: Columns | None = None) -> None:
     """Raise StageContractError when `frame` lacks a column the stage requires, or (after it ran) one it adds."""
     if adds is None:
@@ -196,7 +189,7 @@ def check_columns(frame: pl.DataFrame, stage: Stage, adds: Columns | None = None
         when = "declares"
     missing = [c for c in wanted if c not in frame.columns]
     wrong = [f"{c} ({frame.schema[c]}, not {d})" for c, d in wanted.items()
-             if d is not None and c in frame.columns and not _same_type(frame.schema[c], d)]
+             if d is not None and c in frame.columns and frame.schema[c] != d]
     if missing or wrong:
         raise StageContractError(f"stage {stage.name} {when} columns it did not get: {', '.join(missing + wrong)}")
 

@@ -28,8 +28,9 @@ EMBEDDING_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "embedding": (pl.Array(pl.Float32, 384), "L2-normalised sentence embedding (width: the model's, 384 for MiniLM)"),
 }
 COLUMNS: dict[str, tuple[pl.DataType, str]] = {
-    "embedding": (EMBEDDING_COLUMNS["embedding"][0], "the row's vector, for the candidate pool only (null elsewhere); "
-                  "stage outputs carry it, the run writes it to embeddings.parquet and not to the ledger"),
+    "embedding": (pl.List(pl.Float32), "the row's vector, for the candidate pool only (null elsewhere); stage outputs "
+                  "carry it, the run writes it to embeddings.parquet and not to the ledger. A list, not a fixed-width "
+                  "array: a null array row still holds its width in memory (1.5 KB a row, 1.5 GB at 1M rows)"),
 }
 
 
@@ -132,7 +133,14 @@ def matrix(embeddings: pl.DataFrame, ids: pl.Series | list[str]) -> np.ndarray:
         raise ValueError(f"no embedding for {joined['embedding'].null_count()} rows (e.g. {missing}); embed them first")
     if not joined.height:
         return np.zeros((0, 0), dtype=np.float32)
-    return joined["embedding"].to_numpy().astype(np.float32, copy=False)
+    return as_array(joined["embedding"]).to_numpy().astype(np.float32, copy=False)
+
+
+def as_array(vectors: pl.Series) -> pl.Series:
+    """Vectors as a fixed-width Array (the stage column carries lists; embeddings.parquet holds arrays)."""
+    if isinstance(vectors.dtype, pl.List):
+        return vectors.cast(pl.Array(pl.Float32, int(vectors.list.len().max() or 0)))
+    return vectors
 
 
 def _run(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
@@ -140,7 +148,7 @@ def _run(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
     from pipeline.stages.select import candidates
 
     vectors = embed(candidates(frame, cfg.select), cfg.embed, deps.embedder, deps.embedding_cache, deps.progress("embed"))
-    return frame.join(vectors, on="id", how="left", maintain_order="left")
+    return frame.join(vectors.with_columns(pl.col("embedding").cast(pl.List(pl.Float32))), on="id", how="left", maintain_order="left")
 
 
 STAGE = Stage(StageName.EMBED, _run, ("select", "embed"), requires=("quality", "lang", "category"), adds=COLUMNS, per_row=False)
