@@ -13,6 +13,10 @@ the completion tokens of two fixed held-out reference sets is measured: AlpacaEv
     .venv/bin/python bench/outcome.py --run data/runs/alpaca  # reuse a finished curate run of the same input
     .venv/bin/python bench/outcome.py --model HuggingFaceTB/SmolLM2-1.7B-Instruct --steps 200 --batch 16 \\
         --max-length 1024 --ref-tokens 512     # on a GPU (bf16 picked by itself), with HF_HUB_OFFLINE=0
+
+A model is kept under --work named by its set and training settings, and its reference NLLs beside it,
+so a rerun with another curation config trains and evaluates only the sets that changed (the random and
+longest baselines depend on the input and the exact-duplicate and decontamination drops only).
 """
 
 import argparse
@@ -30,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
+from pipeline.cache import sha  # noqa: E402
 from pipeline.io import write_parquet  # noqa: E402
 from pipeline.stages.score import LMScorer  # noqa: E402
 from pipeline.train.sft import train  # noqa: E402
@@ -112,24 +117,43 @@ def main() -> None:
     cfg = TrainConfig(model=args.model, max_steps=args.steps, batch_size=args.batch, max_length=args.max_length,
                       overlong="truncate", learning_rate=args.lr, eval_fraction=0.0, seed=args.seed,
                       save_steps=args.steps + 1, logging_steps=10, lora={"enabled": True, "r": 16, "alpha": 32})
-    trained, train_s = {}, {}
+    train_s, models = {}, {}
     for name, rows in sets.items():
+        # A model is named by what it was trained on and how, so a rerun (another selection config, the same
+        # baselines) trains only the sets that changed.
+        key = sha(rows.write_json() + cfg.model_dump_json())[:16]
+        models[name] = work / "models" / f"{name}-{key}"
+        if (models[name] / "adapter_config.json").exists():
+            print(f"reusing {models[name].name}", flush=True)
+            continue
         path = work / "sets" / f"{name}.parquet"
         write_parquet(rows, path)
         t = time.perf_counter()
-        trained[name] = train(path, work / "models" / name, cfg)
+        trained = train(path, models[name], cfg)
         train_s[name] = time.perf_counter() - t
-        print(f"trained {name}: {rows.height} rows, {train_s[name]:.0f}s, train loss {trained[name].get('train_loss')}", flush=True)
+        print(f"trained {name}: {rows.height} rows, {train_s[name]:.0f}s, train loss {trained.get('train_loss')}", flush=True)
     refs = references(args.refs, args.seed)
     scorer = LMScorer(args.model, max_prompt_tokens=512, max_response_tokens=args.ref_tokens)
     base = scorer.model
-    results = {"base": {name: reference_nll(scorer, r, args.short_tokens) for name, r in refs.items()}}
+    evals = work / "evals" / sha(json.dumps([args.model, args.refs, args.ref_tokens, args.short_tokens, args.seed]))[:16]
+
+    def evaluated(name: str, model) -> dict:
+        """The reference NLLs of one model (read back when this model was evaluated on these references before)."""
+        cached = evals / f"{name}.json"
+        if cached.exists():
+            return json.loads(cached.read_text())
+        scorer.model = model() if model else base
+        result = {ref: reference_nll(scorer, r, args.short_tokens) for ref, r in refs.items()}
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(result))
+        print(f"evaluated {name}", flush=True)
+        return result
+
     from peft import PeftModel
 
-    for name in sets:
-        scorer.model = PeftModel.from_pretrained(copy.deepcopy(base), str(work / "models" / name)).eval()
-        results[name] = {ref: reference_nll(scorer, r, args.short_tokens) for ref, r in refs.items()}
-        print(f"evaluated {name}", flush=True)
+    results = {"base": evaluated("base", None)}
+    for name, path in models.items():
+        results[name] = evaluated(path.name, lambda: PeftModel.from_pretrained(copy.deepcopy(base), str(path)).eval())
     report(results, sets, args, curate_s, train_s, time.perf_counter() - start)
     (work / "outcome.json").write_text(json.dumps({"args": vars(args), "results": results, "train_seconds": train_s,
                                                    "wall_seconds": time.perf_counter() - start}, indent=2))
@@ -151,7 +175,8 @@ def report(results: dict, sets: dict, args, curate_s: float, train_s: dict, wall
             w = results["winnow"][r][m]
             print(f"{r} {label}: winnow - random mean {w - np.mean(rand):+.4f} (random spread {spread:.4f}), "
                   f"winnow - longest {w - results['longest'][r][m]:+.4f}")
-    print(f"wall {wall:.0f}s: curate {curate_s:.0f}s, training " + ", ".join(f"{k} {v:.0f}s" for k, v in train_s.items()))
+    trained = ", ".join(f"{k} {v:.0f}s" for k, v in train_s.items()) or "none (every model reused)"
+    print(f"wall {wall:.0f}s: curate {curate_s:.0f}s, training {trained}")
 
 
 if __name__ == "__main__":
