@@ -7,7 +7,7 @@ import polars as pl
 
 from pipeline import runinfo
 from pipeline.dedup.shared import run_identity
-from pipeline.io import write_json, write_parquet, write_text
+from pipeline.io import sink_parquet, write_json, write_parquet, write_text
 from pipeline.mark import ALIVE
 from pipeline.report.diversity import diversity_metrics, random_baseline
 from pipeline.report.html import write_report
@@ -17,8 +17,10 @@ from pipeline.stages.embed import as_array, embed
 from pipeline.stages.pii import redact
 from schemas.config import CurationConfig
 
+STREAMED = ("messages", "rejected_messages", "embedding")  # the widest columns: export never holds them all
 
-def finalize(ledger: pl.DataFrame) -> pl.DataFrame:
+
+def finalize(ledger: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
     """Add `status`: every row that survived every stage is curated, the rest rejected."""
     return ledger.with_columns(pl.when(ALIVE).then(pl.lit("curated")).otherwise(pl.lit("rejected")).alias("status"))
 
@@ -109,12 +111,10 @@ def counts(ledger: pl.DataFrame, quarantine: pl.DataFrame, read: pl.DataFrame | 
     return result
 
 
-def vectors_of(last: pl.DataFrame, cfg: CurationConfig, deps: Deps) -> pl.DataFrame:
-    """embeddings.parquet: the pool's vectors (the `embedding` column stages carried) and those of the
+def vectors_of(pool: pl.DataFrame, ledger: pl.DataFrame, cfg: CurationConfig, deps: Deps) -> pl.DataFrame:
+    """embeddings.parquet: the pool's vectors (the (id, embedding) rows stages carried) and those of the
     random sample diversity is measured against (embedded here, from the cache when it can be)."""
-    pool = last.filter(pl.col("embedding").is_not_null()).select("id", "embedding")
     vectors = pool.with_columns(as_array(pool["embedding"]))
-    ledger = finalize(last.drop("embedding"))
     baseline = random_baseline(ledger, cfg.select.seed).join(vectors.select("id"), on="id", how="anti")
     if baseline.height and cfg.select.budget is not None:  # diversity is measured only against a budget
         extra = embed(baseline, cfg.embed, deps.embedder, deps.embedding_cache)
@@ -130,16 +130,20 @@ def export_run(last_path: str, quarantine_path: str, read_path: str, cfg: Curati
     curated rows join it once the run's own index is written (a failure there leaves no manifest, and a
     rerun adds them again: an id already there is left as it is).
     """
-    last = pl.read_parquet(last_path)
-    ledger = finalize(last.drop("embedding"))
+    # Held in memory: every column but the conversations (the curated rows' are read apart) and the vectors (the
+    # pool's); the ledger file itself is streamed from the last stage's output.
+    schema = pl.read_parquet_schema(last_path)
+    ledger = finalize(pl.read_parquet(last_path, columns=[c for c in schema if c not in STREAMED]))
     quarantine = pl.read_parquet(quarantine_path)
     read = pl.read_parquet(read_path)
     tally = counts(ledger, quarantine, read)
     run = Path(run_dir)
-    embeddings = vectors_of(last, cfg, deps)
-    chosen = curated(ledger)
+    embeddings = vectors_of(pl.scan_parquet(last_path).filter(pl.col("embedding").is_not_null()).select("id", "embedding").collect(),
+                            ledger, cfg, deps)
+    kept = pl.scan_parquet(last_path).filter(ALIVE).select("id", "messages").collect()
+    chosen = curated(ledger.join(kept, on="id", how="left", maintain_order="left"))
     write_parquet(quarantine, run / "quarantine.parquet")
-    write_parquet(ledger, run / "ledger.parquet")
+    sink_parquet(finalize(pl.scan_parquet(last_path).drop("embedding")), run / "ledger.parquet")
     write_parquet(redact(chosen, cfg.pii) if cfg.pii.action == "redact" else chosen, run / "curated.parquet")
     index = build_index(ledger, cfg.dedup)
     write_parquet(index, run / INDEX_FILE)

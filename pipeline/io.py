@@ -362,6 +362,23 @@ def write_parquet(frame: pl.DataFrame, path: str | Path) -> Path:
     return write_atomic(path, lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True))
 
 
+ROW_GROUP = 100_000  # rows per row group of a streamed write: fixed, so the bytes do not depend on threads
+
+
+def sink_parquet(frame: pl.LazyFrame, path: str | Path) -> Path:
+    """`write_parquet` for a lazy frame, streamed: a million rows are written without holding them."""
+    return write_atomic(path, lambda tmp: frame.sink_parquet(tmp, compression="zstd", statistics=True, row_group_size=ROW_GROUP))
+
+
+def write_merged(base: str | Path, changed: pl.DataFrame, path: str | Path) -> Path:
+    """`base` (a Parquet file) with `changed`'s columns put in, as `base.with_columns(changed)` would order them,
+    streamed: `changed` holds the same rows in the same order, and only the columns a step read or made."""
+    names = list(pl.read_parquet_schema(base))
+    kept = [c for c in names if c not in changed.columns]
+    order = [*names, *(c for c in changed.columns if c not in names)]
+    return sink_parquet(pl.concat([pl.scan_parquet(base).select(kept), changed.lazy()], how="horizontal").select(order), path)
+
+
 def write_json(data: dict, path: str | Path) -> Path:
     return write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"))
 

@@ -24,7 +24,7 @@ import polars as pl
 
 from pipeline import progress, runinfo
 from pipeline.cache import cache_root
-from pipeline.io import file_sha256, write_parquet
+from pipeline.io import file_sha256, sink_parquet, write_merged, write_parquet
 from pipeline.mark import ALIVE
 from pipeline.plan import STAGES
 from pipeline.stage import Columns, Deps, Stage
@@ -38,6 +38,7 @@ from schemas.config import ConfigError, CurationConfig, EmbedConfig, ScoreConfig
 from schemas.ledger import LEDGER_COLUMNS
 
 STAGE_DIR = "stages"
+KEY_COLUMNS = ("id", "drop_stage", "drop_reason", "drop_detail")  # every stage gets these: the rows and their fate
 MODEL_SETTINGS = {"model", "device", "dtype", "max_prompt_tokens", "max_response_tokens", "batch_tokens", "threads"}
 
 
@@ -179,19 +180,27 @@ def _alive(frame: pl.DataFrame) -> int:
     return int(frame.select(ALIVE.sum()).item())
 
 
-def check_columns(frame: pl.DataFrame, stage: Stage, adds: Columns | None = None) -> None:
-    """Raise StageContractError when `frame` lacks a column the stage requires, or (after it ran) one it adds."""
+def check_columns(schema: pl.Schema, stage: Stage, adds: Columns | None = None) -> None:
+    """Raise StageContractError when a schema lacks a column the stage requires (or reads), or (after it ran) one it adds."""
     if adds is None:
-        wanted = {c: None for c in (*LEDGER_COLUMNS, *stage.requires)}
+        wanted = {c: None for c in (*LEDGER_COLUMNS, *stage.requires, *(stage.reads or ()))}
         when = "needs"
     else:
         wanted = {c: dtype for c, (dtype, _) in adds.items()}
         when = "declares"
-    missing = [c for c in wanted if c not in frame.columns]
-    wrong = [f"{c} ({frame.schema[c]}, not {d})" for c, d in wanted.items()
-             if d is not None and c in frame.columns and frame.schema[c] != d]
+    missing = [c for c in wanted if c not in schema]
+    wrong = [f"{c} ({schema[c]}, not {d})" for c, d in wanted.items() if d is not None and c in schema and schema[c] != d]
     if missing or wrong:
         raise StageContractError(f"stage {stage.name} {when} columns it did not get: {', '.join(missing + wrong)}")
+
+
+def stage_input(stage: Stage, path: str | Path) -> pl.DataFrame:
+    """What a stage is given: every column, or (`stage.reads`) only those, with id and the drop columns."""
+    schema = pl.read_parquet_schema(path)
+    check_columns(schema, stage)
+    if stage.reads is None:
+        return pl.read_parquet(path)
+    return pl.read_parquet(path, columns=[c for c in schema if c in {*KEY_COLUMNS, *stage.reads}])
 
 
 def run_stage(stage: Stage, previous: StageResult, cfg: CurationConfig, run_dir: str | Path, deps: Deps) -> StageResult:
@@ -204,14 +213,18 @@ def run_stage(stage: Stage, previous: StageResult, cfg: CurationConfig, run_dir:
         return StageResult(stage.name, str(out), key, 0.0, True, _alive(pl.read_parquet(out, columns=["drop_reason"])))
     progress.started(stage.name, log)
     start, began = time.perf_counter(), time.time()
-    frame = pl.read_parquet(previous.path)
-    check_columns(frame, stage)
-    rows_in, alive_in = frame.height, _alive(frame)
+    frame = stage_input(stage, previous.path)
+    ids, alive_in = frame["id"], _alive(frame)
     frame = stage.run(frame, cfg, replace(deps, run_dir=Path(run_dir)))
-    check_columns(frame, stage, stage.adds)
-    if frame.height != rows_in:
-        raise StageContractError(f"stage {stage.name} returned {frame.height} rows for {rows_in}: stages mark rows, never drop them")
-    write_parquet(frame, out)
+    check_columns(frame.schema, stage, stage.adds)
+    if frame.height != ids.len():
+        raise StageContractError(f"stage {stage.name} returned {frame.height} rows for {ids.len()}: stages mark rows, never drop them")
+    if stage.reads is None:
+        write_parquet(frame, out)
+    elif frame["id"].equals(ids):
+        write_merged(previous.path, frame, out)
+    else:
+        raise StageContractError(f"stage {stage.name} returned its rows in another order: they are merged back by position")
     seconds = time.perf_counter() - start
     result = StageResult(stage.name, str(out), key, seconds, False, _alive(frame), began)
     rate = f", {alive_in / seconds:,.0f} rows/s" if seconds > 0 else ""
@@ -281,7 +294,7 @@ def split(previous: StageResult, run_dir: str | Path, rows: int) -> list[StageRe
         key = hashlib.sha256(json.dumps([previous.key, start, rows]).encode()).hexdigest()[:16]
         out = stage_path(run_dir, "shard", key)
         if not out.exists():
-            write_parquet(pl.scan_parquet(previous.path).slice(start, rows).collect(), out)
+            sink_parquet(pl.scan_parquet(previous.path).slice(start, rows), out)
         shards.append(StageResult("shard", str(out), key, 0.0, False, _alive(pl.read_parquet(out, columns=["drop_reason"]))))
     return shards
 
@@ -302,7 +315,7 @@ def join(results: list[StageResult], run_dir: str | Path) -> StageResult:
     key = hashlib.sha256(json.dumps([r.key for r in results]).encode()).hexdigest()[:16]
     out = stage_path(run_dir, results[0].name, key)
     if not out.exists():
-        write_parquet(pl.concat([pl.read_parquet(r.path) for r in results]).rechunk(), out)
+        sink_parquet(pl.concat([pl.scan_parquet(r.path) for r in results]), out)
     return replace(summary(results), path=str(out), key=key)
 
 

@@ -59,6 +59,10 @@ class Stage:
     adds: Columns  # columns it adds, with dtype and meaning
     per_row: bool  # True: each row's result depends on that row alone, so the stage can run per shard
     files: Callable[[CurationConfig], list[str]] = lambda cfg: []  # side inputs whose content keys the output
+    # The only columns the stage is given, besides id and the drop columns; what it returns is merged back into
+    # the full rows. Whole-set stages name theirs, so a million rows' texts and scores never sit in a step that
+    # does not read them (compact tables). None: every column.
+    reads: tuple[str, ...] | None = None
 
 
 def _not_given(what: str) -> Callable[[], object]:

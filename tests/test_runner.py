@@ -3,12 +3,16 @@ in which nothing below the flows imports them."""
 
 import ast
 import logging
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
 from pipeline import progress, runner
+from pipeline.io import expand_inputs, file_sha256
+from pipeline.mark import mark
 from pipeline.plan import STAGES
 from pipeline.stage import Deps, Stage, StageName
 from pipeline.stages.ingest import combine, ingest_part
@@ -24,6 +28,15 @@ def ledger(n: int = 3) -> pl.DataFrame:
     return frame.with_columns(
         *(pl.lit(None, dtype).alias(c) for c, (dtype, _) in LEDGER_COLUMNS.items() if c not in frame.columns)
     ).with_columns(pl.format("r{}", pl.int_range(pl.len())).alias("id")).select(*LEDGER_COLUMNS)
+
+
+class LengthScorer:
+    """A fake LM: longer answers are less predictable alone, and the prompt always helps."""
+
+    name = "fake-length"
+
+    def score(self, prompts, answers):
+        return np.array([[1.0, 1.0 + len(a) / 100, len(a)] for a in answers], dtype=np.float64)
 
 
 def first_result(tmp_path: Path, frame: pl.DataFrame) -> runner.StageResult:
@@ -71,6 +84,56 @@ def test_columns_are_checked_on_entry_and_exit(tmp_path):
         runner.run_stage(toy(lambda f, c, d: f.with_columns(pl.lit(1, pl.Int32).alias("flag"))), previous, cfg, tmp_path / "c", deps)
     with pytest.raises(runner.StageContractError, match="never drop them"):
         runner.run_stage(toy(lambda f, c, d: f.head(1).with_columns(pl.lit(True).alias("flag"))), previous, cfg, tmp_path / "d", deps)
+
+
+def test_a_whole_set_stage_is_given_only_what_it_reads_and_the_rest_of_each_row_is_kept(tmp_path):
+    deps, cfg, seen = Deps(CurationConfig()), CurationConfig(), []
+
+    def run(frame, c, d):
+        seen.append(frame.columns)
+        return mark(frame.with_columns(pl.col("response").str.len_chars().cast(pl.Int32).alias("length")),
+                    pl.col("id") == "r1", StageName.SEMANTIC, DropReason.SEMANTIC_DUPLICATE, "toy")
+
+    def stage(run, reads=("response",)):
+        return Stage(StageName.SEMANTIC, run, ("semantic",), requires=(), adds={"length": (pl.Int32, "toy")}, per_row=False, reads=reads)
+
+    before = ledger()
+    result = runner.run_stage(stage(run), first_result(tmp_path, before), cfg, tmp_path, deps)
+    assert seen == [["id", "response", "drop_stage", "drop_reason", "drop_detail"]]  # in the file's order
+    after = pl.read_parquet(result.path)
+    assert after.columns == [*before.columns, "length"] and result.alive == 2
+    assert after.drop("length", "drop_stage", "drop_reason", "drop_detail").equals(before.drop("drop_stage", "drop_reason", "drop_detail"))
+    assert after["drop_reason"].to_list() == [None, str(DropReason.SEMANTIC_DUPLICATE), None] and after["length"].to_list() == [1, 1, 1]
+    with pytest.raises(runner.StageContractError, match="needs columns it did not get: quality"):
+        runner.run_stage(stage(run, reads=("quality",)), first_result(tmp_path / "a", before), cfg, tmp_path / "a", deps)
+    with pytest.raises(runner.StageContractError, match="in another order"):
+        runner.run_stage(stage(lambda f, c, d: run(f, c, d).reverse()), first_result(tmp_path / "b", before), cfg, tmp_path / "b", deps)
+
+
+def test_shards_joined_are_the_rows_in_order(tmp_path):
+    frame = ledger(7)
+    shards = runner.split(first_result(tmp_path, frame), tmp_path, rows=3)
+    assert [pl.read_parquet(s.path).height for s in shards] == [3, 3, 1]
+    assert pl.read_parquet(runner.join(shards, tmp_path).path).equals(frame)
+
+
+def test_whole_set_stages_decide_from_their_columns_what_they_decide_from_every_column(tmp_path):
+    """Each whole-set stage's `reads` is complete: run on the sample, the merged output of every one equals
+    what the stage makes of the full rows (a column it reads but does not name would change a decision)."""
+    cfg = CurationConfig.model_validate({"language": {"backend": "fasttext"}, "select": {"budget": 40}})
+    deps = replace(runner.preflight(cfg), load_scorer=LengthScorer)
+    log = logging.getLogger("test")
+    parts = [runner.ingest_part(str(f), file_sha256(f), cfg, tmp_path, log) for f in expand_inputs([str(ROOT / "data" / "sample")])]
+    previous, whole_set = runner.combine_parts(parts, tmp_path, log).stage, 0
+    for stage in STAGES:
+        full = stage.run(pl.read_parquet(previous.path), cfg, replace(deps, run_dir=tmp_path)) if stage.reads is not None else None
+        previous = runner.run_stage(stage, previous, cfg, tmp_path, deps)
+        if full is not None:
+            whole_set += 1
+            merged = pl.read_parquet(previous.path)  # the columns in the file's order, so compared by name
+            assert sorted(merged.columns) == sorted(full.columns) and merged.select(full.columns).equals(full), stage.name
+    assert whole_set == sum(not s.per_row for s in STAGES) == 6
+    assert pl.read_parquet(previous.path)["selected"].sum() == 40
 
 
 def test_a_finished_stage_is_reused_and_stale_outputs_are_cleaned_up(tmp_path):

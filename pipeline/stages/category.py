@@ -152,4 +152,4 @@ def _centroids(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
 
 
 CENTROID_STAGE = Stage(StageName.CENTROID, _centroids, ("category",), requires=("embedding", "category_evidence"), adds={},
-                       per_row=False)
+                       per_row=False, reads=("embedding", "category", "category_source", "category_evidence"))

@@ -334,5 +334,5 @@ def _stage(frame: pl.DataFrame, cfg: "CurationConfig", deps: Deps) -> pl.DataFra
 
 
 STAGE = Stage(StageName.DEDUP, _stage, ("dedup",),
-              requires=("quality",), adds=COLUMNS, per_row=False,
+              requires=("quality",), adds=COLUMNS, per_row=False, reads=("instruction", "response", "quality"),
               files=lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs])

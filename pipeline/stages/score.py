@@ -240,4 +240,4 @@ def _run(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
 
 
 STAGE = Stage(StageName.SCORE, _run, ("score", "select"), requires=("embedding", "quality", "response_words", "lang", "category"),
-              adds=COLUMNS, per_row=False)
+              adds=COLUMNS, per_row=False, reads=("messages", "embedding", "quality", "response_words", "lang", "category"))

@@ -287,4 +287,5 @@ def _run(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
 
 
 STAGE = Stage(StageName.SELECT, _run, ("select",), requires=("embedding", "selection_score", "quality", "lang", "category"),
-              adds=COLUMNS, per_row=False)
+              adds=COLUMNS, per_row=False, reads=("embedding", "selection_score", "score_evidence", "quality", "lang", "category",
+                                                  "n_turns"))
