@@ -7,7 +7,7 @@ import polars as pl
 
 from pipeline import runinfo
 from pipeline.dedup.shared import run_identity
-from pipeline.io import sink_parquet, write_json, write_parquet, write_text
+from pipeline.io import batches, write_batches, write_json, write_parquet, write_text
 from pipeline.mark import ALIVE
 from pipeline.report.diversity import diversity_metrics, random_baseline
 from pipeline.report.html import write_report
@@ -20,7 +20,7 @@ from schemas.config import CurationConfig
 STREAMED = ("messages", "rejected_messages", "embedding")  # the widest columns: export never holds them all
 
 
-def finalize(ledger: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+def finalize(ledger: pl.DataFrame) -> pl.DataFrame:
     """Add `status`: every row that survived every stage is curated, the rest rejected."""
     return ledger.with_columns(pl.when(ALIVE).then(pl.lit("curated")).otherwise(pl.lit("rejected")).alias("status"))
 
@@ -143,7 +143,7 @@ def export_run(last_path: str, quarantine_path: str, read_path: str, cfg: Curati
     kept = pl.scan_parquet(last_path).filter(ALIVE).select("id", "messages").collect()
     chosen = curated(ledger.join(kept, on="id", how="left", maintain_order="left"))
     write_parquet(quarantine, run / "quarantine.parquet")
-    sink_parquet(finalize(pl.scan_parquet(last_path).drop("embedding")), run / "ledger.parquet")
+    write_batches((finalize(part) for part in batches(last_path, [c for c in schema if c != "embedding"])), run / "ledger.parquet")
     write_parquet(redact(chosen, cfg.pii) if cfg.pii.action == "redact" else chosen, run / "curated.parquet")
     index = build_index(ledger, cfg.dedup)
     write_parquet(index, run / INDEX_FILE)

@@ -24,7 +24,7 @@ import polars as pl
 
 from pipeline import progress, runinfo
 from pipeline.cache import cache_root
-from pipeline.io import file_sha256, sink_parquet, write_merged, write_parquet
+from pipeline.io import batches, file_sha256, write_batches, write_merged, write_parquet
 from pipeline.mark import ALIVE
 from pipeline.plan import STAGES
 from pipeline.stage import Columns, Deps, Stage
@@ -294,7 +294,7 @@ def split(previous: StageResult, run_dir: str | Path, rows: int) -> list[StageRe
         key = hashlib.sha256(json.dumps([previous.key, start, rows]).encode()).hexdigest()[:16]
         out = stage_path(run_dir, "shard", key)
         if not out.exists():
-            sink_parquet(pl.scan_parquet(previous.path).slice(start, rows), out)
+            write_parquet(pl.scan_parquet(previous.path).slice(start, rows).collect(), out)
         shards.append(StageResult("shard", str(out), key, 0.0, False, _alive(pl.read_parquet(out, columns=["drop_reason"]))))
     return shards
 
@@ -315,7 +315,7 @@ def join(results: list[StageResult], run_dir: str | Path) -> StageResult:
     key = hashlib.sha256(json.dumps([r.key for r in results]).encode()).hexdigest()[:16]
     out = stage_path(run_dir, results[0].name, key)
     if not out.exists():
-        sink_parquet(pl.concat([pl.scan_parquet(r.path) for r in results]), out)
+        write_batches((part for r in results for part in batches(r.path)), out)
     return replace(summary(results), path=str(out), key=key)
 
 
