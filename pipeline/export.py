@@ -88,7 +88,7 @@ def counts(ledger: pl.DataFrame, quarantine: pl.DataFrame, read: pl.DataFrame | 
     n_rejected = int(((ledger["status"] == "rejected") & ledger["drop_stage"].is_not_null()
                       & ledger["drop_reason"].is_not_null()).sum())
     by_reason: dict[str, dict[str, int]] = {}
-    stats = (ledger.filter(pl.col("status") == "rejected").group_by("drop_stage", "drop_reason").len()
+    stats = (ledger.select("status", "drop_stage", "drop_reason").filter(pl.col("status") == "rejected").group_by("drop_stage", "drop_reason").len()
              .sort("drop_stage", "drop_reason"))
     for stage, reason, n in stats.iter_rows():
         by_reason.setdefault(stage, {})[reason] = n
@@ -141,7 +141,7 @@ def export_run(last_path: str, quarantine_path: str, read_path: str, cfg: Curati
     embeddings = vectors_of(pl.scan_parquet(last_path).filter(pl.col("embedding").is_not_null()).select("id", "embedding").collect(),
                             ledger, cfg, deps)
     kept = pl.scan_parquet(last_path).filter(ALIVE).select("id", "messages").collect()
-    chosen = curated(ledger.join(kept, on="id", how="left", maintain_order="left"))
+    chosen = curated(ledger.filter(ALIVE).join(kept, on="id", how="left", maintain_order="left"))
     write_parquet(quarantine, run / "quarantine.parquet")
     write_batches((finalize(part) for part in batches(last_path, [c for c in schema if c != "embedding"])), run / "ledger.parquet")
     write_parquet(redact(chosen, cfg.pii) if cfg.pii.action == "redact" else chosen, run / "curated.parquet")

@@ -20,14 +20,14 @@ def curated_rows(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(pl.col("drop_reason").is_null())
 
 
-def _pool(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.filter(pl.col("drop_stage").is_null() | (pl.col("drop_stage") == "select"))
+IN_POOL = pl.col("drop_stage").is_null() | (pl.col("drop_stage") == "select")
 
 
 def random_baseline(frame: pl.DataFrame, seed: int) -> pl.DataFrame:
-    """A seeded uniform sample of the selection pool, as large as the curated set."""
-    pool = _pool(frame)
-    return pool.sample(n=min(curated_rows(frame).height, pool.height), seed=seed, shuffle=True)
+    """A seeded uniform sample of the selection pool, as large as the curated set (drawn over row numbers,
+    so the pool's rows are never copied: at a million rows that is a ledger's worth of memory)."""
+    pool = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), IN_POOL.alias("in")).filter("in")
+    return frame[pool.sample(n=min(curated_rows(frame).height, pool.height), seed=seed, shuffle=True)["row"]]
 
 
 def mean_pairwise_distance(vectors: np.ndarray) -> float:
@@ -95,7 +95,7 @@ def describe(rows: pl.DataFrame, embeddings: pl.DataFrame) -> dict:
 def diversity_metrics(frame: pl.DataFrame, embeddings: pl.DataFrame, seed: int) -> dict:
     """Curated set and a same-size random sample of the pool, side by side (manifest.json)."""
     return {
-        "pool_size": _pool(frame).height,
+        "pool_size": int(frame.select(IN_POOL.sum()).item()),
         "curated": describe(curated_rows(frame), embeddings),
         "random_sample": describe(random_baseline(frame, seed), embeddings),
         "random_sample_seed": seed,

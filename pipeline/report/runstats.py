@@ -79,7 +79,7 @@ def funnel(ledger: pl.DataFrame, quarantine: pl.DataFrame, manifest: dict) -> pl
 def reasons(ledger: pl.DataFrame, manifest: dict) -> pl.DataFrame:
     """(drop_stage, drop_reason, n, example detail), stages in run order, biggest reason first."""
     order = {s: i for i, s in enumerate(stage_order(ledger, manifest))}
-    found = (ledger.filter(pl.col("drop_reason").is_not_null())
+    found = (ledger.select("drop_stage", "drop_reason", "drop_detail").filter(pl.col("drop_reason").is_not_null())
              .group_by("drop_stage", "drop_reason")
              .agg(pl.len().alias("n"), pl.col("drop_detail").drop_nulls().sort().first().alias("example")))
     return (found.with_columns(pl.col("drop_stage").replace_strict(order, default=len(order)).alias("_o"))
@@ -122,9 +122,10 @@ def histogram(ledger: pl.DataFrame, column: str, bins: int = 20) -> tuple[np.nda
 
 
 def examples(ledger: pl.DataFrame, reason: str, n: int = 5, seed: int = 0) -> pl.DataFrame:
-    """A seeded sample of the rows dropped for `reason`, in source order."""
-    rows = ledger.filter(pl.col("drop_reason") == reason)
-    return rows.sample(min(n, rows.height), seed=seed).sort("source", "source_index")
+    """A seeded sample of the rows dropped for `reason`, in source order (drawn over row numbers: the rows of
+    a big reason are never copied whole)."""
+    rows = ledger.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "drop_reason").filter(pl.col("drop_reason") == reason)
+    return ledger[rows.sample(min(n, rows.height), seed=seed)["row"]].sort("source", "source_index")
 
 
 def find(ledger: pl.DataFrame, id_prefix: str) -> pl.DataFrame:
