@@ -1,8 +1,9 @@
-"""Shared fixtures: where the real datasets live, and a quiet, offline environment."""
+"""Shared fixtures: where the real datasets live, a fake LM scorer, and a quiet, offline environment."""
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -22,3 +23,17 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED
+
+
+class LengthScorer:
+    """A fake LM: longer answers are less predictable alone, and the prompt always helps."""
+
+    name = "fake-length"
+
+    def score(self, prompts, answers):
+        return np.array([[1.0, 1.0 + len(a) / 100, len(a)] for a in answers], dtype=np.float64)
+
+
+@pytest.fixture
+def length_scorer() -> LengthScorer:
+    return LengthScorer()

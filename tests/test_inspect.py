@@ -85,17 +85,8 @@ def test_id_of_a_selection_drop_shows_the_pick_its_detail_names(run):
     assert code == 0 and "compared with" in out and pick["id"] in out and pick["status"] == "curated"
 
 
-class LengthScorer:
-    """A fake LM: longer answers are less predictable alone, and the prompt always helps."""
-
-    name = "fake-length"
-
-    def score(self, prompts, answers):
-        return np.array([[1.0, 1.0 + len(a) / 100, len(a)] for a in answers], dtype=np.float64)
-
-
-def test_id_and_report_explain_the_model_scores(tmp_path):
-    run = build_run(tmp_path, scorer=LengthScorer())
+def test_id_and_report_explain_the_model_scores(tmp_path, length_scorer):
+    run = build_run(tmp_path, scorer=length_scorer)
     ledger = ledger_of(run)
     pick = ledger.filter(pl.col("selection_rank") == 1).row(0, named=True)
     assert pick["ifd"] < 1 and "answer_nll_alone" in pick["selection_reason"]

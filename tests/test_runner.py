@@ -6,7 +6,6 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 
@@ -28,15 +27,6 @@ def ledger(n: int = 3) -> pl.DataFrame:
     return frame.with_columns(
         *(pl.lit(None, dtype).alias(c) for c, (dtype, _) in LEDGER_COLUMNS.items() if c not in frame.columns)
     ).with_columns(pl.format("r{}", pl.int_range(pl.len())).alias("id")).select(*LEDGER_COLUMNS)
-
-
-class LengthScorer:
-    """A fake LM: longer answers are less predictable alone, and the prompt always helps."""
-
-    name = "fake-length"
-
-    def score(self, prompts, answers):
-        return np.array([[1.0, 1.0 + len(a) / 100, len(a)] for a in answers], dtype=np.float64)
 
 
 def first_result(tmp_path: Path, frame: pl.DataFrame) -> runner.StageResult:
@@ -117,11 +107,11 @@ def test_shards_joined_are_the_rows_in_order(tmp_path):
     assert pl.read_parquet(runner.join(shards, tmp_path).path).equals(frame)
 
 
-def test_whole_set_stages_decide_from_their_columns_what_they_decide_from_every_column(tmp_path):
+def test_whole_set_stages_decide_from_their_columns_what_they_decide_from_every_column(tmp_path, length_scorer):
     """Each whole-set stage's `reads` is complete: run on the sample, the merged output of every one equals
     what the stage makes of the full rows (a column it reads but does not name would change a decision)."""
     cfg = CurationConfig.model_validate({"language": {"backend": "fasttext"}, "select": {"budget": 40}})
-    deps = replace(runner.preflight(cfg), load_scorer=LengthScorer)
+    deps = replace(runner.preflight(cfg), load_scorer=lambda: length_scorer)
     log = logging.getLogger("test")
     parts = [runner.ingest_part(str(f), file_sha256(f), cfg, tmp_path, log) for f in expand_inputs([str(ROOT / "data" / "sample")])]
     previous, whole_set = runner.combine_parts(parts, tmp_path, log).stage, 0

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import polars as pl
 
+from pipeline.report.runstats import sample_where
 from pipeline.stages.embed import matrix
 
 
@@ -24,10 +25,8 @@ IN_POOL = pl.col("drop_stage").is_null() | (pl.col("drop_stage") == "select")
 
 
 def random_baseline(frame: pl.DataFrame, seed: int) -> pl.DataFrame:
-    """A seeded uniform sample of the selection pool, as large as the curated set (drawn over row numbers,
-    so the pool's rows are never copied: at a million rows that is a ledger's worth of memory)."""
-    pool = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), IN_POOL.alias("in")).filter("in")
-    return frame[pool.sample(n=min(curated_rows(frame).height, pool.height), seed=seed, shuffle=True)["row"]]
+    """A seeded uniform sample of the selection pool, as large as the curated set."""
+    return sample_where(frame, IN_POOL, curated_rows(frame).height, seed, shuffle=True)
 
 
 def mean_pairwise_distance(vectors: np.ndarray) -> float:

@@ -121,11 +121,16 @@ def histogram(ledger: pl.DataFrame, column: str, bins: int = 20) -> tuple[np.nda
     return edges, all_counts, curated
 
 
+def sample_where(frame: pl.DataFrame, where: pl.Expr, n: int, seed: int, shuffle: bool = False) -> pl.DataFrame:
+    """`frame.filter(where).sample(...)`, the same rows, drawn over row numbers: the matching rows are never
+    copied whole (at a million rows, that copy is a ledger's worth of memory)."""
+    rows = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), where.alias("in")).filter("in")
+    return frame[rows.sample(min(n, rows.height), seed=seed, shuffle=shuffle)["row"]]
+
+
 def examples(ledger: pl.DataFrame, reason: str, n: int = 5, seed: int = 0) -> pl.DataFrame:
-    """A seeded sample of the rows dropped for `reason`, in source order (drawn over row numbers: the rows of
-    a big reason are never copied whole)."""
-    rows = ledger.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), "drop_reason").filter(pl.col("drop_reason") == reason)
-    return ledger[rows.sample(min(n, rows.height), seed=seed)["row"]].sort("source", "source_index")
+    """A seeded sample of the rows dropped for `reason`, in source order."""
+    return sample_where(ledger, pl.col("drop_reason") == reason, n, seed).sort("source", "source_index")
 
 
 def find(ledger: pl.DataFrame, id_prefix: str) -> pl.DataFrame:
