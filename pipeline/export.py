@@ -11,16 +11,17 @@ from pipeline.io import batches, write_batches, write_json, write_parquet, write
 from pipeline.mark import ALIVE
 from pipeline.report.diversity import diversity_metrics, random_baseline
 from pipeline.report.html import write_report
+from pipeline.report.runstats import Frame, collect
 from pipeline.stage import Deps
 from pipeline.stages.dedup import INDEX_FILE, build_index
 from pipeline.stages.embed import as_array, embed
 from pipeline.stages.pii import redact
 from schemas.config import CurationConfig
 
-STREAMED = ("messages", "rejected_messages", "embedding")  # the widest columns: export never holds them all
+WIDE = ("messages", "rejected_messages", "embedding")  # what the counts and the report never read
 
 
-def finalize(ledger: pl.DataFrame) -> pl.DataFrame:
+def finalize(ledger: Frame) -> Frame:
     """Add `status`: every row that survived every stage is curated, the rest rejected."""
     return ledger.with_columns(pl.when(ALIVE).then(pl.lit("curated")).otherwise(pl.lit("rejected")).alias("status"))
 
@@ -46,24 +47,25 @@ def curated(ledger: pl.DataFrame) -> pl.DataFrame:
 JSON_LINES = r"(?i)\.(jsonl|ndjson)(\.gz|\.zst)?$"
 
 
-def read_problems(ledger: pl.DataFrame, quarantine: pl.DataFrame, read: pl.DataFrame) -> list[str]:
+def read_problems(ledger: Frame, quarantine: pl.DataFrame, read: pl.DataFrame) -> list[str]:
     """Where the ledger and quarantine disagree with what ingest counted while reading, file by file.
 
     Every record read must hold a source_index in the ledger or the quarantine, each file must keep
     the rows ingest wrote for it, and a JSON Lines file has one record per non-blank line.
     """
     keys = ("source", "source_index")
+    ledger, quarantine = ledger.lazy(), quarantine.lazy()
     seen = pl.concat([ledger.select(keys), quarantine.select(keys)]).filter(pl.col("source_index").is_not_null())
-    found = (read.join(ledger.group_by("source").agg(pl.len().alias("in_ledger")), on="source", how="full", coalesce=True)
-             .join(quarantine.group_by("source").agg(pl.len().alias("in_quarantine"),
-                                                     pl.col("source_index").is_null().sum().alias("notes_found")),
-                   on="source", how="full", coalesce=True)
-             .join(seen.group_by("source").agg(pl.col("source_index").n_unique().alias("indexes"),
-                                               pl.col("source_index").min().alias("low"), pl.col("source_index").max().alias("high")),
-                   on="source", how="full", coalesce=True)
-             .with_columns(pl.exclude("source", "format", "low", "high").fill_null(0).cast(pl.Int64),
-                           pl.col("source").is_in(read["source"].implode()).alias("was_read"))
-             .sort("source"))
+    found = collect(read.lazy().join(ledger.group_by("source").agg(pl.len().alias("in_ledger")), on="source", how="full", coalesce=True)
+                    .join(quarantine.group_by("source").agg(pl.len().alias("in_quarantine"),
+                                                            pl.col("source_index").is_null().sum().alias("notes_found")),
+                          on="source", how="full", coalesce=True)
+                    .join(seen.group_by("source").agg(pl.col("source_index").n_unique().alias("indexes"),
+                                                      pl.col("source_index").min().alias("low"), pl.col("source_index").max().alias("high")),
+                          on="source", how="full", coalesce=True)
+                    .with_columns(pl.exclude("source", "format", "low", "high").fill_null(0).cast(pl.Int64),
+                                  pl.col("source").is_in(read["source"].implode()).alias("was_read"))
+                    .sort("source"))
     problems = []
     for r in found.iter_rows(named=True):
         src = r["source"]
@@ -81,22 +83,21 @@ def read_problems(ledger: pl.DataFrame, quarantine: pl.DataFrame, read: pl.DataF
     return problems
 
 
-def counts(ledger: pl.DataFrame, quarantine: pl.DataFrame, read: pl.DataFrame | None = None) -> dict:
+def counts(ledger: Frame, quarantine: pl.DataFrame, read: pl.DataFrame | None = None) -> dict:
     """Counts for the manifest; with `read` (ingest's per-file counts), `input` is what was read and
     `input == curated + rejected + quarantined` and every file's counts are checked here."""
-    n_curated = int((ledger["status"] == "curated").sum())
-    n_rejected = int(((ledger["status"] == "rejected") & ledger["drop_stage"].is_not_null()
-                      & ledger["drop_reason"].is_not_null()).sum())
+    stats = collect(ledger.lazy().group_by("status", "drop_stage", "drop_reason").len()).sort("drop_stage", "drop_reason")
+    rejected = stats.filter(pl.col("status") == "rejected")
+    n_curated = int(stats.filter(pl.col("status") == "curated")["len"].sum())
+    n_rejected = int(rejected.filter(pl.col("drop_stage").is_not_null() & pl.col("drop_reason").is_not_null())["len"].sum())
     by_reason: dict[str, dict[str, int]] = {}
-    stats = (ledger.select("status", "drop_stage", "drop_reason").filter(pl.col("status") == "rejected").group_by("drop_stage", "drop_reason").len()
-             .sort("drop_stage", "drop_reason"))
-    for stage, reason, n in stats.iter_rows():
+    for _, stage, reason, n in rejected.iter_rows():
         by_reason.setdefault(stage, {})[reason] = n
     for stage, n in quarantine.group_by("stage").len().sort("stage").iter_rows():
         by_reason.setdefault("quarantine", {})[stage] = n
     problems = read_problems(ledger, quarantine, read) if read is not None else []
     result = {
-        "input": int(read["ledger_rows"].sum() + read["quarantine_rows"].sum()) if read is not None else ledger.height + quarantine.height,
+        "input": int(read["ledger_rows"].sum() + read["quarantine_rows"].sum()) if read is not None else int(stats["len"].sum()) + quarantine.height,
         "curated": n_curated,
         "rejected": n_rejected,
         "quarantined": quarantine.height,
@@ -111,7 +112,7 @@ def counts(ledger: pl.DataFrame, quarantine: pl.DataFrame, read: pl.DataFrame | 
     return result
 
 
-def vectors_of(pool: pl.DataFrame, ledger: pl.DataFrame, cfg: CurationConfig, deps: Deps) -> pl.DataFrame:
+def vectors_of(pool: pl.DataFrame, ledger: Frame, cfg: CurationConfig, deps: Deps) -> pl.DataFrame:
     """embeddings.parquet: the pool's vectors (the (id, embedding) rows stages carried) and those of the
     random sample diversity is measured against (embedded here, from the cache when it can be)."""
     vectors = pool.with_columns(as_array(pool["embedding"]))
@@ -130,24 +131,26 @@ def export_run(last_path: str, quarantine_path: str, read_path: str, cfg: Curati
     curated rows join it once the run's own index is written (a failure there leaves no manifest, and a
     rerun adds them again: an id already there is left as it is).
     """
-    # Held in memory: every column but the conversations (the curated rows' are read apart) and the vectors (the
-    # pool's); the ledger file itself is streamed from the last stage's output.
-    schema = pl.read_parquet_schema(last_path)
-    ledger = finalize(pl.read_parquet(last_path, columns=[c for c in schema if c not in STREAMED]))
+    # Nothing ledger-sized is held: `ledger` scans the last stage's output without its widest columns, each count,
+    # sample and report table reads the rows and columns it needs, and the ledger file is streamed. Held in
+    # memory: the alive rows (the curated set) and the pool's vectors.
+    scan = finalize(pl.scan_parquet(last_path))
+    ledger = scan.drop(WIDE)
     quarantine = pl.read_parquet(quarantine_path)
     read = pl.read_parquet(read_path)
     tally = counts(ledger, quarantine, read)
     run = Path(run_dir)
-    embeddings = vectors_of(pl.scan_parquet(last_path).filter(pl.col("embedding").is_not_null()).select("id", "embedding").collect(),
-                            ledger, cfg, deps)
-    kept = pl.scan_parquet(last_path).filter(ALIVE).select("id", "messages").collect()
-    chosen = curated(ledger.filter(ALIVE).join(kept, on="id", how="left", maintain_order="left"))
+    embeddings = vectors_of(collect(scan.filter(pl.col("embedding").is_not_null()).select("id", "embedding")), ledger, cfg, deps)
+    alive = collect(scan.filter(ALIVE).drop("embedding"))
+    chosen = curated(alive)
     write_parquet(quarantine, run / "quarantine.parquet")
-    write_batches((finalize(part) for part in batches(last_path, [c for c in schema if c != "embedding"])), run / "ledger.parquet")
+    columns = [c for c in pl.read_parquet_schema(last_path) if c != "embedding"]
+    write_batches((finalize(part) for part in batches(last_path, columns)), run / "ledger.parquet")
     write_parquet(redact(chosen, cfg.pii) if cfg.pii.action == "redact" else chosen, run / "curated.parquet")
-    index = build_index(ledger, cfg.dedup)
+    index = build_index(alive, cfg.dedup)
     write_parquet(index, run / INDEX_FILE)
-    shared = deps.shared_index.insert(index, run_identity(run, ledger["id"])) if deps.shared_index is not None else None
+    shared = (deps.shared_index.insert(index, run_identity(run, collect(ledger.select("id"))["id"]))
+              if deps.shared_index is not None else None)
     write_parquet(embeddings, run / "embeddings.parquet")
     names = ["ledger.parquet", "curated.parquet", "quarantine.parquet", INDEX_FILE, "embeddings.parquet", "report.html"]
     manifest = {

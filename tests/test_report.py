@@ -96,6 +96,19 @@ def test_report_is_self_contained_deterministic_and_complete(tmp_path):
     assert "<th>compared with</th>" in html and "Name three primary colors." in html  # the near duplicate shows what it lost to
 
 
+def test_a_scan_of_the_ledger_gives_the_same_report_counts_and_diversity_as_the_loaded_ledger(tmp_path):
+    """Export passes a LazyFrame over the last stage's file (never the whole ledger): every table must match."""
+    r = runstats.load_run(build_run(tmp_path))
+    scan = pl.scan_parquet(r.path / "ledger.parquet").drop("messages")
+    assert write_report(r.path, scan, r.quarantine, r.manifest, r.embeddings) == render(r.path)
+    assert counts(scan, r.quarantine) == counts(r.ledger, r.quarantine) == r.manifest["counts"]
+    assert diversity_metrics(scan, r.embeddings, seed=0) == diversity_metrics(r.ledger, r.embeddings, seed=0) == r.manifest["diversity"]
+    reason = r.ledger.filter(pl.col("drop_reason").is_not_null())["drop_reason"][0]
+    drawn = runstats.examples(r.ledger, reason, n=2, seed=1)
+    assert runstats.examples(scan, reason, n=2, seed=1).equals(drawn.drop("messages"))
+    assert drawn.equals(r.ledger.filter(pl.col("drop_reason") == reason).sample(2, seed=1).sort("source", "source_index"))
+
+
 def test_funnel_ends_at_the_curated_count_and_ingest_loses_the_quarantine(tmp_path):
     r = runstats.load_run(build_run(tmp_path))
     steps = runstats.funnel(r.ledger, r.quarantine, r.manifest)

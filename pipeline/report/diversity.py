@@ -10,23 +10,22 @@ import math
 import numpy as np
 import polars as pl
 
-from pipeline.report.runstats import sample_where
+from pipeline.report.runstats import Frame, collect, columns_of, sample_where
 from pipeline.stages.embed import matrix
 
 
-def curated_rows(frame: pl.DataFrame) -> pl.DataFrame:
+def curated_rows(frame: Frame) -> pl.DataFrame:
     """The curated set: the selected rows, or every alive row when selection did not run."""
-    if "selected" in frame.columns:
-        return frame.filter(pl.col("selected").fill_null(False))
-    return frame.filter(pl.col("drop_reason").is_null())
+    chosen = pl.col("selected").fill_null(False) if "selected" in columns_of(frame) else pl.col("drop_reason").is_null()
+    return collect(frame.lazy().filter(chosen))
 
 
 IN_POOL = pl.col("drop_stage").is_null() | (pl.col("drop_stage") == "select")
 
 
-def random_baseline(frame: pl.DataFrame, seed: int) -> pl.DataFrame:
-    """A seeded uniform sample of the selection pool, as large as the curated set."""
-    return sample_where(frame, IN_POOL, curated_rows(frame).height, seed, shuffle=True)
+def random_baseline(frame: Frame, seed: int, size: int | None = None) -> pl.DataFrame:
+    """A seeded uniform sample of the selection pool, as large as the curated set (`size`, when known)."""
+    return sample_where(frame, IN_POOL, curated_rows(frame).height if size is None else size, seed, shuffle=True)
 
 
 def mean_pairwise_distance(vectors: np.ndarray) -> float:
@@ -91,11 +90,12 @@ def describe(rows: pl.DataFrame, embeddings: pl.DataFrame) -> dict:
     }
 
 
-def diversity_metrics(frame: pl.DataFrame, embeddings: pl.DataFrame, seed: int) -> dict:
+def diversity_metrics(frame: Frame, embeddings: pl.DataFrame, seed: int) -> dict:
     """Curated set and a same-size random sample of the pool, side by side (manifest.json)."""
+    chosen = curated_rows(frame)
     return {
-        "pool_size": int(frame.select(IN_POOL.sum()).item()),
-        "curated": describe(curated_rows(frame), embeddings),
-        "random_sample": describe(random_baseline(frame, seed), embeddings),
+        "pool_size": int(collect(frame.lazy().select(IN_POOL.sum())).item()),
+        "curated": describe(chosen, embeddings),
+        "random_sample": describe(random_baseline(frame, seed, chosen.height), embeddings),
         "random_sample_seed": seed,
     }

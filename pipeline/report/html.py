@@ -100,7 +100,8 @@ def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, str]:
 def _map(ledger, embeddings) -> str:
     if embeddings is None or embeddings.is_empty():
         return '<p class="muted">No embeddings.parquet in this run.</p>'
-    rows = embeddings.join(ledger.select("id", "status"), on="id", how="inner").sort("id")
+    status = runstats.collect(ledger.lazy().select("id", "status").filter(pl.col("id").is_in(embeddings["id"].implode())))
+    rows = embeddings.join(status, on="id", how="inner").sort("id")
     if rows.height > MAX_POINTS:
         curated = rows.filter(pl.col("status") == "curated")
         rest = rows.filter(pl.col("status") != "curated")
@@ -137,11 +138,12 @@ def _selection(manifest: dict) -> str:
 
 def _examples(ledger, manifest) -> str:
     """Sample rows per reason; where a row lost to another record, that record's instruction beside it."""
-    others = ledger.select(pl.col("id").alias("other_id"), pl.col("instruction").alias("compared with"))
     blocks = []
     for reason, n in runstats.reasons(ledger, manifest).select("drop_reason", "n").iter_rows():
         rows = runstats.examples(ledger, reason).select(pl.col("id").str.slice(0, 12), "source_index", "instruction", "response",
                                                         "drop_detail", runstats.other_id(ledger))
+        others = runstats.by_id(ledger, rows["other_id"].drop_nulls().unique(maintain_order=True)).select(
+            pl.col("id").alias("other_id"), pl.col("instruction").alias("compared with"))
         rows = rows.join(others, on="other_id", how="left", maintain_order="left").drop("other_id")
         rows = rows if rows["compared with"].null_count() < rows.height else rows.drop("compared with")
         wide = ("instruction", "response", "drop_detail", "compared with")
@@ -150,10 +152,12 @@ def _examples(ledger, manifest) -> str:
 
 
 def _curated(ledger) -> str:
-    rows = ledger.filter(pl.col("status") == "curated")
-    rows = rows.sort("selection_rank", nulls_last=True) if "selection_rank" in rows.columns else rows
-    shown = [c for c in ("id", "selection_rank", "category", "quality", "instruction", "response", "selection_reason") if c in rows.columns]
-    return table(rows.head(8).select(shown), ("instruction", "response", "selection_reason"))
+    columns = runstats.columns_of(ledger)
+    rank = ["selection_rank"] if "selection_rank" in columns else []
+    picks = runstats.collect(ledger.lazy().select("id", *rank, curated=pl.col("status") == "curated").filter("curated"))
+    picks = picks.sort(rank, nulls_last=True, maintain_order=True) if rank else picks
+    shown = [c for c in ("id", "selection_rank", "category", "quality", "instruction", "response", "selection_reason") if c in columns]
+    return table(runstats.by_id(ledger, picks["id"].head(8)).select(shown), ("instruction", "response", "selection_reason"))
 
 
 def _quarantine(quarantine) -> str:
@@ -167,17 +171,18 @@ def _stages(manifest: dict) -> str:
     return table(pl.DataFrame(rows)) if rows else '<p class="muted">The manifest lists no stages.</p>'
 
 
-def write_report(run_dir: Path, ledger: pl.DataFrame, quarantine: pl.DataFrame, manifest: dict,
+def write_report(run_dir: Path, ledger: runstats.Frame, quarantine: pl.DataFrame, manifest: dict,
                  embeddings: pl.DataFrame | None = None) -> str:
-    """The report page of one run, as HTML text."""
+    """The report page of one run, as HTML text (the ledger loaded, or a LazyFrame over its file)."""
     ledger = runstats.with_status(ledger)
+    columns = runstats.columns_of(ledger)
     c = runstats.counts(ledger, quarantine)
     cards = "".join(f'<div class="card">{k}<b>{v:,}</b></div>' for k, v in c.items())
     sections = [
         _section("funnel", "Funnel: records left after each stage", _funnel(ledger, quarantine, manifest)),
         _section("reasons", "Why records were dropped", _reasons(ledger, manifest)),
-        _section("categories", "Categories", _tally(ledger, "category")) if "category" in ledger.columns else "",
-        _section("languages", "Languages", _tally(ledger, "lang")) if "lang" in ledger.columns else "",
+        _section("categories", "Categories", _tally(ledger, "category")) if "category" in columns else "",
+        _section("languages", "Languages", _tally(ledger, "lang")) if "lang" in columns else "",
         _section("distributions", "Lengths and scores, curated vs all", _distributions(ledger)),
         _section("map", "Embedding map", _map(ledger, embeddings)),
         _section("selection", "Selection", _selection(manifest)),

@@ -2,6 +2,9 @@
 
 Tolerant by design: every column a stage adds may be absent (a run made before that stage existed,
 or with it turned off), and each function returns what the present columns allow.
+
+The ledger may be a DataFrame (a loaded run) or a LazyFrame (export's scan of the last stage's file):
+each function collects only the small table it returns, so export never holds the ledger whole.
 """
 
 import json
@@ -15,6 +18,18 @@ SCORES = ("quality", "selection_score", "answer_nll_alone", "ifd", "answer_nll",
           "line_repeat_share", "eval_overlap", "dup_similarity")
 UNKNOWN = "(none)"
 ID_PATTERN = r"\b([0-9a-f]{32}(?:-\d+)?)\b"
+
+
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+def collect(query: pl.LazyFrame) -> pl.DataFrame:
+    """Run a query in batches (polars' streaming engine): over a million-row file, no column is held whole."""
+    return query.collect(engine="streaming")
+
+
+def columns_of(frame: Frame) -> list[str]:
+    return frame.collect_schema().names()
 
 
 class RunError(ValueError):
@@ -42,71 +57,71 @@ def load_run(run_dir: str | Path) -> Run:
     return Run(path, with_status(pl.read_parquet(path / "ledger.parquet")), quarantine, manifest, embeddings)
 
 
-def with_status(ledger: pl.DataFrame) -> pl.DataFrame:
+def with_status(ledger: Frame) -> Frame:
     """`status` and the two length columns, derived when the ledger lacks them."""
-    extra = []
-    if "status" not in ledger.columns:
+    extra, columns = [], columns_of(ledger)
+    if "status" not in columns:
         extra.append(pl.when(pl.col("drop_reason").is_null()).then(pl.lit("curated")).otherwise(pl.lit("rejected")).alias("status"))
     for column, text in (("instruction_chars", "instruction"), ("response_chars", "response")):
-        if column not in ledger.columns and text in ledger.columns:
+        if column not in columns and text in columns:
             extra.append(pl.col(text).fill_null("").str.len_chars().cast(pl.Int64).alias(column))
     return ledger.with_columns(extra) if extra else ledger
 
 
-def counts(ledger: pl.DataFrame, quarantine: pl.DataFrame) -> dict[str, int]:
-    curated = int((ledger["status"] == "curated").sum())
-    return {"input": ledger.height + quarantine.height, "curated": curated,
-            "rejected": ledger.height - curated, "quarantined": quarantine.height}
+def counts(ledger: Frame, quarantine: pl.DataFrame) -> dict[str, int]:
+    rows, curated = collect(ledger.lazy().select(pl.len(), (pl.col("status") == "curated").sum())).row(0)
+    return {"input": rows + quarantine.height, "curated": curated, "rejected": rows - curated, "quarantined": quarantine.height}
 
 
-def stage_order(ledger: pl.DataFrame, manifest: dict) -> list[str]:
+def stage_order(ledger: Frame, manifest: dict) -> list[str]:
     """Stages in run order (manifest), then any stage that dropped rows but the manifest does not list."""
     order = [s["name"] for s in manifest.get("stages", []) if s.get("name") != "ingest"]
-    dropped = ledger["drop_stage"].drop_nulls().unique(maintain_order=True).to_list()
+    dropped = collect(ledger.lazy().select(pl.col("drop_stage").drop_nulls().unique(maintain_order=True)))["drop_stage"].to_list()
     return order + [s for s in dropped if s not in order]
 
 
-def funnel(ledger: pl.DataFrame, quarantine: pl.DataFrame, manifest: dict) -> pl.DataFrame:
+def funnel(ledger: Frame, quarantine: pl.DataFrame, manifest: dict) -> pl.DataFrame:
     """(step, dropped, remaining): input, valid after ingest, then alive after each stage."""
-    per_stage = dict(ledger.group_by("drop_stage").len().drop_nulls().iter_rows())
-    rows = [("input", 0, ledger.height + quarantine.height), ("ingest", quarantine.height, ledger.height)]
+    per_stage = dict(collect(ledger.lazy().group_by("drop_stage").len()).drop_nulls().iter_rows())
+    height = collect(ledger.lazy().select(pl.len())).item()
+    rows = [("input", 0, height + quarantine.height), ("ingest", quarantine.height, height)]
     for stage in stage_order(ledger, manifest):
         dropped = per_stage.get(stage, 0)
         rows.append((stage, dropped, rows[-1][2] - dropped))
     return pl.DataFrame(rows, schema={"step": pl.String, "dropped": pl.Int64, "remaining": pl.Int64}, orient="row")
 
 
-def reasons(ledger: pl.DataFrame, manifest: dict) -> pl.DataFrame:
-    """(drop_stage, drop_reason, n, example detail), stages in run order, biggest reason first."""
+def reasons(ledger: Frame, manifest: dict) -> pl.DataFrame:
+    """(drop_stage, drop_reason, n, example detail: the first in sort order), stages in run order, biggest reason first."""
     order = {s: i for i, s in enumerate(stage_order(ledger, manifest))}
-    found = (ledger.select("drop_stage", "drop_reason", "drop_detail").filter(pl.col("drop_reason").is_not_null())
-             .group_by("drop_stage", "drop_reason")
-             .agg(pl.len().alias("n"), pl.col("drop_detail").drop_nulls().sort().first().alias("example")))
+    found = collect(ledger.lazy().select("drop_stage", "drop_reason", "drop_detail").filter(pl.col("drop_reason").is_not_null())
+                    .group_by("drop_stage", "drop_reason").agg(pl.len().alias("n"), pl.col("drop_detail").min().alias("example")))
     return (found.with_columns(pl.col("drop_stage").replace_strict(order, default=len(order)).alias("_o"))
             .sort(["_o", "n", "drop_reason"], descending=[False, True, False]).drop("_o"))
 
 
-def tally(ledger: pl.DataFrame, column: str) -> pl.DataFrame:
+def tally(ledger: Frame, column: str) -> pl.DataFrame:
     """(value, all, curated) counts of one column, biggest first; empty when the column is absent."""
     schema = {column: pl.String, "all": pl.UInt32, "curated": pl.UInt32}
-    if column not in ledger.columns:
+    if column not in columns_of(ledger):
         return pl.DataFrame(schema=schema)
     value = pl.col(column).cast(pl.String).fill_null(UNKNOWN)
-    return (ledger.group_by(value).agg(pl.len().cast(pl.UInt32).alias("all"),
-                                       (pl.col("status") == "curated").sum().cast(pl.UInt32).alias("curated"))
-            .sort(["all", column], descending=[True, False]))
+    return collect(ledger.lazy().group_by(value).agg(pl.len().cast(pl.UInt32).alias("all"),
+                                                     (pl.col("status") == "curated").sum().cast(pl.UInt32).alias("curated"))
+                   .sort(["all", column], descending=[True, False]))
 
 
-def score_columns(ledger: pl.DataFrame) -> list[str]:
+def score_columns(ledger: Frame) -> list[str]:
     """Numeric per-record signals worth a histogram: the known ones first, then any other float column."""
-    known = [c for c in SCORES if c in ledger.columns]
-    other = [c for c, t in ledger.schema.items() if t.is_float() and c not in known]
+    schema = ledger.collect_schema()
+    known = [c for c in SCORES if c in schema]
+    other = [c for c, t in schema.items() if t.is_float() and c not in known]
     return known + other
 
 
-def histogram(ledger: pl.DataFrame, column: str, bins: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def histogram(ledger: Frame, column: str, bins: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(edges, counts of all rows, counts of curated rows); lengths are cut at the 99th percentile."""
-    values = ledger.select(pl.col(column).cast(pl.Float64), curated=pl.col("status") == "curated").drop_nulls(column)
+    values = collect(ledger.lazy().select(pl.col(column).cast(pl.Float64), curated=pl.col("status") == "curated").drop_nulls(column))
     data = values[column].to_numpy()
     if not len(data):
         return np.zeros(bins + 1), np.zeros(bins, dtype=np.int64), np.zeros(bins, dtype=np.int64)
@@ -121,14 +136,21 @@ def histogram(ledger: pl.DataFrame, column: str, bins: int = 20) -> tuple[np.nda
     return edges, all_counts, curated
 
 
-def sample_where(frame: pl.DataFrame, where: pl.Expr, n: int, seed: int, shuffle: bool = False) -> pl.DataFrame:
-    """`frame.filter(where).sample(...)`, the same rows, drawn over row numbers: the matching rows are never
-    copied whole (at a million rows, that copy is a ledger's worth of memory)."""
-    rows = frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"), where.alias("in")).filter("in")
-    return frame[rows.sample(min(n, rows.height), seed=seed, shuffle=shuffle)["row"]]
+def by_id(frame: Frame, ids: pl.Series) -> pl.DataFrame:
+    """The rows of these ids, in their order; a filter on a file's column, so a scan reads only those rows whole."""
+    order = ids.to_frame("id").with_row_index("_order")
+    found = collect(frame.lazy().filter(pl.col("id").is_in(ids.implode())))
+    return found.join(order, on="id").sort("_order").drop("_order")
 
 
-def examples(ledger: pl.DataFrame, reason: str, n: int = 5, seed: int = 0) -> pl.DataFrame:
+def sample_where(frame: Frame, where: pl.Expr, n: int, seed: int, shuffle: bool = False) -> pl.DataFrame:
+    """`frame.filter(where).sample(...)`, the same rows: drawn over the matching ids, then read `by_id`
+    (at a million rows, the matching rows are a ledger's worth of memory)."""
+    matching = collect(frame.lazy().select("id", where.alias("in")).filter("in"))
+    return by_id(frame, matching.sample(min(n, matching.height), seed=seed, shuffle=shuffle)["id"])
+
+
+def examples(ledger: Frame, reason: str, n: int = 5, seed: int = 0) -> pl.DataFrame:
     """A seeded sample of the rows dropped for `reason`, in source order."""
     return sample_where(ledger, pl.col("drop_reason") == reason, n, seed).sort("source", "source_index")
 
@@ -148,7 +170,7 @@ def lost_to_it(ledger: pl.DataFrame, record_id: str) -> pl.DataFrame:
 def other_id(frame: pl.DataFrame) -> pl.Expr:
     """The record a row was judged against: `dup_of`, else the first id its drop_detail names (a selected pick)."""
     named = pl.col("drop_detail").str.extract(ID_PATTERN, 1)
-    return (pl.coalesce(pl.col("dup_of"), named) if "dup_of" in frame.columns else named).alias("other_id")
+    return (pl.coalesce(pl.col("dup_of"), named) if "dup_of" in columns_of(frame) else named).alias("other_id")
 
 
 def flatten(data: dict, prefix: str = "") -> dict:
