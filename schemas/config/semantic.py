@@ -6,6 +6,31 @@ from schemas.config.base import Section
 from schemas.config.language import LanguageConfig
 
 
+class IndexConfig(Section):
+    """The approximate neighbour search for a language group too large to compare every pair of: seeded
+    spherical k-means clusters, each row compared with the rows whose own cluster is among its `probes`
+    nearest, or whose `probes` nearest hold its own (an IVF search, as faiss's IndexIVFFlat). Numpy only;
+    the same rows, config and seed give the same pairs on any runner and thread count. Figures below
+    are from bench/semantic.py."""
+
+    exact_max_rows: int = Field(
+        20_000, ge=1,
+        description="Groups up to this many embedded rows compare every pair (exact: the result the index "
+        "approximates, O(n^2)); larger ones search the index. A budgeted run embeds a pool of a few thousand rows, "
+        "always exact; `select.budget: null` embeds every survivor.")
+    cluster_rows: int = Field(
+        1000, ge=16,
+        description="Mean rows per k-means cluster (clusters = rows / this); the search costs rows x probes x "
+        "this products, linear in the set.")
+    probes: int = Field(
+        4, ge=1, description="Nearest clusters each row searches (and is searched from).")
+    neighbours: int = Field(
+        64, ge=1,
+        description="Most similar earlier rows kept per row: bounds memory when many rows are near one another "
+        "(a family of near-copies); a row is decided by the best kept one of them.")
+    seed: int = Field(0, description="Seed of the k-means sample and starting centroids.")
+
+
 class SemanticConfig(Section):
     """Near-duplicates in meaning, found by embedding cosine similarity."""
 
@@ -23,6 +48,10 @@ class SemanticConfig(Section):
         "judging every row, it called 164 of 1,000 Chinese Alpaca prompts duplicates at 0.9, and 1 in 40 read was "
         "right. None: every row is judged against every other, whatever its language (for a multilingual model).",
     )
+
+    index: IndexConfig | None = Field(
+        IndexConfig(), description="Approximate search for large groups (above `index.exact_max_rows`); None "
+        "compares every pair of every group, however large (O(n^2): hours at 1M rows).")
 
     @field_validator("languages")
     @classmethod
