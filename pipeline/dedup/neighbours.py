@@ -4,7 +4,8 @@ Rows come best first; a pair is (later row, earlier row, similarity). Exact sear
 pair (blocked products, O(n^2)); the index compares a row only with the rows of the k-means clusters
 nearest it (an IVF search, as faiss's IndexIVFFlat or SemDeDup's cluster-then-compare), so its cost
 is n x probes x cluster size. Numpy only, and deterministic: the k-means is seeded and every step
-is a product, sort or reduction whose shapes follow from the input alone.
+is a product, sort or reduction whose shapes follow from the input alone (OpenBLAS's products are
+the same on any thread count; its kernels for another kind of CPU may differ in the last bit).
 """
 
 from collections.abc import Iterable, Iterator
@@ -20,7 +21,8 @@ Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # later rows (ascending), ear
 
 
 def exact_pairs(vectors: np.ndarray, threshold: float) -> Iterator[Pairs]:
-    """Every pair at or above `threshold`, a block of later rows at a time (memory stays BLOCK x n)."""
+    """Every pair at or above `threshold`, a block of later rows at a time (memory stays BLOCK x n): the
+    products the all-pairs greedy made, so the same similarities and, resolved, the same result."""
     for start in range(0, len(vectors), BLOCK):
         stop = min(start + BLOCK, len(vectors))
         sims = vectors[start:stop] @ vectors[:stop].T
@@ -56,7 +58,7 @@ def nearest(vectors: np.ndarray, centroids: np.ndarray, probes: int) -> np.ndarr
         top = np.argpartition(-sims, probes - 1, axis=1)[:, :probes]
         order = np.argsort(-np.take_along_axis(sims, top, 1), axis=1, kind="stable")
         out.append(np.take_along_axis(top, order, 1))
-    return np.concatenate(out) if out else np.zeros((0, probes), dtype=np.int64)
+    return np.concatenate(out)
 
 
 def kmeans(sample: np.ndarray, clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -68,7 +70,6 @@ def kmeans(sample: np.ndarray, clusters: int, rng: np.random.Generator) -> np.nd
         order = np.argsort(label, kind="stable")
         present, first = np.unique(label[order], return_index=True)
         sums = np.add.reduceat(sample[order], first, axis=0)
-        centroids = centroids.copy()
         centroids[present] = sums / np.linalg.norm(sums, axis=1, keepdims=True)
     return centroids
 

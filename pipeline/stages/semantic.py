@@ -3,7 +3,8 @@
 Needs the whole embedded set at once (pairs), so it runs after embedding, over the rows that
 have embeddings (in a budgeted run, the candidate pool selection examines). Best row first: a
 row is a duplicate when a row kept before it is at least `threshold` similar, so of two
-duplicates the one with the better quality stays. An embedding model only judges the languages it
+duplicates the one with the better quality stays. The pairs come from comparing every pair (a
+pool of a few thousand rows) or, in a larger group, from a k-means index (pipeline.dedup.neighbours). An embedding model only judges the languages it
 covers (`semantic.languages`; MiniLM is English-only, and on Chinese prompts its cosines are high
 for unrelated requests), and a row is compared only with rows of its own language.
 """
