@@ -3,7 +3,8 @@
 Needs the whole embedded set at once (pairs), so it runs after embedding, over the rows that
 have embeddings (in a budgeted run, the candidate pool selection examines). Best row first: a
 row is a duplicate when a row kept before it is at least `threshold` similar, so of two
-duplicates the one with the better quality stays. An embedding model only judges the languages it
+duplicates the one with the better quality stays. The pairs come from comparing every pair (a
+pool of a few thousand rows) or, in a larger group, from a k-means index (pipeline.dedup.neighbours). An embedding model only judges the languages it
 covers (`semantic.languages`; MiniLM is English-only, and on Chinese prompts its cosines are high
 for unrelated requests), and a row is compared only with rows of its own language.
 """
@@ -11,14 +12,13 @@ for unrelated requests), and a row is compared only with rows of its own languag
 import numpy as np
 import polars as pl
 
+from pipeline.dedup.neighbours import exact_pairs, index_pairs, resolve
 from pipeline.mark import ALIVE, mark
 from pipeline.stage import Stage, StageName
 from pipeline.stages.embed import matrix
 from pipeline.stages.language_detect import UND
-from schemas.config.semantic import SemanticConfig
+from schemas.config.semantic import IndexConfig, SemanticConfig
 from schemas.ledger import DropReason
-
-BLOCK = 1024
 
 # Adds no column of its own: it fills `dup_of`, which pipeline.stages.dedup owns and documents.
 COLUMNS: dict[str, tuple[pl.DataType, str]] = {}
@@ -29,28 +29,16 @@ def best_first(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col("quality").fill_null(0.0).alias("_q")).sort(["_q", "id"], descending=[True, False]).drop("_q")
 
 
-def greedy_duplicates(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(index of the kept row each row duplicates or -1, its similarity), scanning rows in order.
+def greedy_duplicates(vectors: np.ndarray, threshold: float, index: IndexConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the kept row each row duplicates or -1, its similarity), rows best first.
 
-    Blocked: each block is compared with every kept row before it by one matrix product, then
-    resolved within itself row by row, so memory stays at BLOCK x n.
+    Pairs come from comparing every pair up to `index.exact_max_rows` rows (or always, without an index),
+    from the approximate index above it; the greedy over them is the same.
     """
-    n = len(vectors)
-    dup = np.full(n, -1, dtype=np.int64)
-    sim = np.zeros(n, dtype=np.float32)
-    kept = np.zeros(n, dtype=bool)
-    for start in range(0, n, BLOCK):
-        stop = min(start + BLOCK, n)
-        block = vectors[start:stop]
-        sims = block @ vectors[:stop].T
-        for i in range(stop - start):
-            row = sims[i, :start + i] * kept[:start + i] - (~kept[:start + i])
-            j = int(row.argmax()) if start + i else -1
-            if j >= 0 and row[j] >= threshold:
-                dup[start + i], sim[start + i] = j, row[j]
-            else:
-                kept[start + i] = True
-    return dup, sim
+    if index is None or len(vectors) <= index.exact_max_rows:
+        return resolve(len(vectors), exact_pairs(vectors, threshold))
+    pairs = index_pairs(vectors, threshold, index.cluster_rows, index.probes, index.neighbours, index.seed)
+    return resolve(len(vectors), pairs)
 
 
 def language_group(frame: pl.DataFrame, languages: list[str] | None) -> pl.Expr:
@@ -63,9 +51,9 @@ def language_group(frame: pl.DataFrame, languages: list[str] | None) -> pl.Expr:
     return pl.when(lang.is_in(languages)).then(lang)
 
 
-def _duplicates(rows: pl.DataFrame, embeddings: pl.DataFrame, threshold: float) -> pl.DataFrame:
+def _duplicates(rows: pl.DataFrame, embeddings: pl.DataFrame, cfg: SemanticConfig) -> pl.DataFrame:
     """id, the better row it duplicates (_dup) and their similarity (_sim), for the rows of one group, best first."""
-    dup, sim = greedy_duplicates(matrix(embeddings, rows["id"]), threshold)
+    dup, sim = greedy_duplicates(matrix(embeddings, rows["id"]), cfg.threshold, cfg.index)
     hit = np.flatnonzero(dup >= 0)
     return pl.DataFrame({"id": rows["id"].gather(hit), "_dup": rows["id"].gather(dup[hit]), "_sim": sim[hit]},
                         schema={"id": pl.String, "_dup": pl.String, "_sim": pl.Float32})
@@ -81,7 +69,7 @@ def semantic_dedup(frame: pl.DataFrame, embeddings: pl.DataFrame, cfg: SemanticC
     parts = groups.partition_by("_group", maintain_order=True)
     if not parts:
         return frame
-    found = pl.concat([_duplicates(part, embeddings, cfg.threshold) for part in parts])
+    found = pl.concat([_duplicates(part, embeddings, cfg) for part in parts])
     out = frame.join(found, on="id", how="left", maintain_order="left")
     detail = pl.format("cosine similarity {} to {} (threshold {})", pl.col("_sim").round(3), pl.col("_dup"), pl.lit(cfg.threshold))
     out = mark(out, pl.col("_dup").is_not_null(), StageName.SEMANTIC, DropReason.SEMANTIC_DUPLICATE, detail)
