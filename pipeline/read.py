@@ -18,7 +18,8 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.io import suffixes
-from pipeline.streams import WIDE_BOMS, NonBlank, Pieces, blocks, decode, head, lines, text_stream, utf8_error
+from pipeline.streams import BLOCK, WIDE_BOMS, NonBlank, Pieces, blocks, decode, head, lines, text_stream, utf8_error
+from schemas.config.execution import INGEST_CHUNK
 
 csv.field_size_limit(1 << 30)  # long responses are records, not CSV errors
 JSON_ERRORS = (ValueError, RecursionError)  # JSONDecodeError, and what json raises past its limits
@@ -173,7 +174,7 @@ def _json_items(text: str, limit: int) -> Iterator[RawItem]:
     try:
         yield RawItem(0, json.loads(text))
     except JSON_ERRORS:
-        yield from iter_json_lines(lines(text[i:i + (1 << 20)].encode("utf-8") for i in range(0, len(text), 1 << 20)), limit)
+        yield from iter_json_lines(lines(text[i:i + BLOCK].encode("utf-8") for i in range(0, len(text), BLOCK)), limit)
 
 
 def _starts_wide(source: Pieces) -> bool:
@@ -264,5 +265,5 @@ def read_chunks(path: Path, rows: int, limit: int = 2000, csv_sep: str = ",") ->
 
 def read_items(path: Path, limit: int = 2000, csv_sep: str = ",") -> Iterator[RawItem]:
     """Every record of one file, as `read_chunks` reads them."""
-    for chunk, _ in read_chunks(path, 10_000, limit, csv_sep):
+    for chunk, _ in read_chunks(path, INGEST_CHUNK, limit, csv_sep):
         yield from chunk
