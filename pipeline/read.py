@@ -8,7 +8,6 @@ file are decoded whole, once.
 
 import contextlib
 import csv
-import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -221,10 +220,10 @@ def _items(path: Path, source: Pieces, limit: int, csv_sep: str, rows: int) -> t
             raise err
         return iter_csv(text_stream(source), sep, limit), counted.lines
     data, count = _whole(source)
+    if fmt in (".csv", ".tsv"):  # UTF-16/32, re-encoded as UTF-8: read as text a block at a time
+        return iter_csv(text_stream(blocks(data)), sep, limit), count
     text = decode(data, partial=partial())
     del data  # the text alone is held from here
-    if fmt in (".csv", ".tsv"):
-        return iter_csv(io.StringIO(text, newline=""), sep, limit), count
     return _json_items(text, limit), count
 
 

@@ -133,16 +133,16 @@ class NonBlank:
         self.pieces, self.lines = pieces, 0
 
     def __iter__(self) -> Iterator[bytes]:
-        self.lines, carry = 0, b""
+        self.lines, carry = 0, []
         for piece in self.pieces:
             yield piece
             end = max(piece.rfind(b"\n"), piece.rfind(b"\r"))
             if end < 0:
-                carry += piece
+                carry.append(piece)
             else:
-                self.lines += len(NON_BLANK.findall(carry + piece[:end + 1]))
-                carry = piece[end + 1:]
-        self.lines += len(NON_BLANK.findall(carry))
+                self.lines += len(NON_BLANK.findall(b"".join([*carry, piece[:end + 1]])))
+                carry = [piece[end + 1:]]
+        self.lines += len(NON_BLANK.findall(b"".join(carry)))
 
 
 def decode(data: bytes, partial: bool = False) -> str:
