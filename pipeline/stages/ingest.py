@@ -1,7 +1,8 @@
 """Ingest and validate: raw files -> canonical conversation rows + quarantine rows.
 
-Per file (shard-friendly): read tolerantly, detect the format, validate each record with its
-Pydantic model. Whatever fails is quarantined with its raw text and a one-line error.
+Per file (shard-friendly), a chunk of records at a time: read tolerantly, detect the format (from the
+first records), validate each record with its Pydantic model. Whatever fails is quarantined with its
+raw text and a one-line error.
 """
 
 import json
