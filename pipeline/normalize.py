@@ -21,9 +21,15 @@ def content_hash(messages: list[dict]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
-def assign_ids(frame: pl.DataFrame) -> pl.DataFrame:
-    """id = content hash; later exact copies get '-1', '-2'... in input order, so ids stay unique and stable."""
-    nth = pl.int_range(pl.len()).over("content_hash")
+def copy_numbers(hashes: pl.Series) -> pl.Series:
+    """How many earlier rows hold each row's content hash, in input order: the one whole-set view ids need."""
+    return hashes.to_frame("content_hash").select(pl.int_range(pl.len()).over("content_hash").alias("copy"))["copy"]
+
+
+def with_ids(frame: pl.DataFrame, copies: pl.Series) -> pl.DataFrame:
+    """id = content hash; later exact copies (`copy_numbers`, for these rows) get '-1', '-2'... in input order,
+    so ids stay unique and stable."""
+    nth = pl.lit(copies)
     return frame.with_columns(
         pl.when(nth == 0).then(pl.col("content_hash")).otherwise(pl.col("content_hash") + "-" + nth.cast(pl.String)).alias("id")
     )

@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 from pathlib import Path
@@ -26,6 +27,7 @@ from pipeline import progress, runinfo
 from pipeline.cache import cache_root
 from pipeline.io import batches, file_sha256, write_batches, write_merged, write_parquet
 from pipeline.mark import ALIVE
+from pipeline.normalize import copy_numbers
 from pipeline.plan import STAGES
 from pipeline.stage import Columns, Deps, Stage
 from pipeline.stages import ingest
@@ -233,23 +235,36 @@ def run_stage(stage: Stage, previous: StageResult, cfg: CurationConfig, run_dir:
 
 
 def ingest_part(path: str, sha256: str, cfg: CurationConfig, run_dir: str | Path, log: logging.Logger) -> tuple[str, float]:
-    """Read and validate one input file into RUN_DIR/stages/source-<key>*.parquet; (key, seconds spent)."""
+    """Read and validate one input file into RUN_DIR/stages/source-<key>*.parquet, its rows written chunk by chunk
+    (`execution.ingest_chunk` records at a time); (key, seconds spent)."""
     key = stage_key(f"{path}:{sha256}", "source", ("ingest",), cfg, ingest.__name__)
     rows, quarantine, read = (stage_path(run_dir, "source", f"{key}{part}") for part in ("", "-quarantine", "-read"))
     if rows.exists() and quarantine.exists() and read.exists():
         log.info("ingest: %s read in an earlier run", path)
         return key, 0.0
     start = time.perf_counter()
-    frames = ingest.ingest_part(Path(path), cfg.ingest)
-    for frame, out in zip(frames, (rows, quarantine, read)):
-        write_parquet(frame, out)
+    frames, tally = ingest.ingest_file(Path(path), cfg.ingest, cfg.execution.ingest_chunk)
+    write_batches(frames, rows)
+    q = tally.quarantine()
+    write_parquet(q, quarantine)
+    write_parquet(tally.read(), read)
     seconds = time.perf_counter() - start
-    log.info("ingest: %s: %d rows, %d quarantine rows in %.1fs", path, frames[0].height, frames[1].height, seconds)
+    log.info("ingest: %s: %d rows, %d quarantine rows in %.1fs", path, tally.counts["ledger_rows"], q.height, seconds)
     return key, seconds
 
 
+def _first_ledger(paths: list[Path], copies: pl.Series) -> Iterator[pl.DataFrame]:
+    """The parts' rows, batch by batch, as the first ledger: `copies` (of every row, in order) is all they share."""
+    offset = 0
+    for path in paths:
+        for part in batches(path):
+            yield ingest.first_ledger(part, copies.slice(offset, part.height))
+            offset += part.height
+
+
 def combine_parts(parts: list[tuple[str, float]], run_dir: str | Path, log: logging.Logger) -> IngestResult:
-    """The parts, in input order, as the first ledger (ids assigned across files), quarantine and read counts."""
+    """The parts, in input order, as the first ledger (ids assigned across files), quarantine and read counts. The
+    ledger is streamed: only the content hashes of every row are held, to number exact copies."""
     keys = [k for k, _ in parts]
     seconds = sum(s for _, s in parts)
     key = hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]
@@ -260,14 +275,14 @@ def combine_parts(parts: list[tuple[str, float]], run_dir: str | Path, log: logg
     else:
         progress.started("ingest", log)
         start = time.perf_counter()
-        frames = [tuple(pl.read_parquet(stage_path(run_dir, "source", f"{k}{p}")) for p in ("", "-quarantine", "-read"))
-                  for k in keys]
-        ledger, q, r = ingest.combine(frames)
-        write_parquet(r, read)
+        sources = [stage_path(run_dir, "source", k) for k in keys]
+        q = pl.concat([pl.read_parquet(stage_path(run_dir, "source", f"{k}-quarantine")) for k in keys])
+        write_parquet(pl.concat([pl.read_parquet(stage_path(run_dir, "source", f"{k}-read")) for k in keys]), read)
         write_parquet(q, quarantine)
-        write_parquet(ledger, out)
+        hashes = pl.concat([pl.read_parquet(p, columns=["content_hash"]) for p in sources])["content_hash"]
+        write_batches(_first_ledger(sources, copy_numbers(hashes)), out)
         seconds += time.perf_counter() - start
-        progress.finished("ingest", f"{ledger.height:,} records, {q.height:,} quarantine rows from {len(keys)} files "
+        progress.finished("ingest", f"{hashes.len():,} records, {q.height:,} quarantine rows from {len(keys)} files "
                           f"in {seconds:.1f}s", log)
     alive = _alive(pl.read_parquet(out, columns=["drop_reason"]))
     return IngestResult(StageResult("ingest", str(out), key, seconds, resumed, alive), str(quarantine), str(read), parts)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.io import read_items
 from pipeline.mark import ALIVE, mark
+from pipeline.read import read_items
 from pipeline.stage import Stage, StageName
 from schemas.config.decontam import DecontamConfig
 from schemas.ledger import DropReason

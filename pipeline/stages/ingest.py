@@ -1,22 +1,30 @@
 """Ingest and validate: raw files -> canonical conversation rows + quarantine rows.
 
-Per file (shard-friendly): read tolerantly, detect the format, validate each record with its
-Pydantic model. Whatever fails is quarantined with its raw text and a one-line error.
+Per file (shard-friendly), a chunk of records at a time: read tolerantly, detect the format (from the
+first records), validate each record with its Pydantic model. Whatever fails is quarantined with its
+raw text and a one-line error.
 """
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
-from pipeline.io import read_file
-from pipeline.normalize import assign_ids, content_hash, normalize_text
+from pipeline.normalize import content_hash, copy_numbers, normalize_text, with_ids
+from pipeline.read import RawItem, read_chunks
+from schemas.config.execution import INGEST_CHUNK
 from schemas.config.ingest import IngestConfig
 from schemas.ledger import LEDGER_COLUMNS, QUARANTINE_COLUMNS, READ_COLUMNS, empty_frame
 from schemas.record import MODELS, Conversation, ShareGPT, _single, _user_text, detect_format
 
 SNIFF = 200  # records looked at to detect a file's format
+ROW_COLUMNS = ("content_hash", "source", "source_index", "format", "messages", "instruction", "response", "n_turns",
+               "rejected_messages", "category")  # what `_row` gives; ids and marks come in `combine`
+ROW_SCHEMA = {c: LEDGER_COLUMNS[c] for c in ROW_COLUMNS}
 
 
 class Mapped(BaseModel):
@@ -115,51 +123,118 @@ def _validate(obj: object, model, inverse: dict | None, cfg: IngestConfig, sourc
         return [], str(err).splitlines()[0]
 
 
-def ingest_file(path: Path, cfg: IngestConfig) -> tuple[list[dict], list[dict], dict]:
-    """Rows and quarantine rows of one file, and what was read from it (READ_COLUMNS)."""
-    source = utf8_safe(str(path))
-    items, lines = read_file(path, cfg.max_raw_chars, cfg.csv_separator)
-    quarantine = [dict(source=source, source_index=i.index, offset=i.offset, stage=i.stage, error=i.error, raw=i.raw)
-                  for i in items if i.error]
-    parsed = [i for i in items if not i.error]
-    sniff = [i.obj for i in parsed[:SNIFF] if isinstance(i.obj, dict)]
-    fmt, model = _choose_model(sniff, cfg)
-    inverse = {v: k for k, v in (cfg.field_map or {}).items()} if fmt == "mapped" else None
-    rows = []
-    for item in parsed:
-        got, error = _validate(item.obj, model, inverse, cfg, source, item.index, fmt)
-        rows += got
-        if error:
-            quarantine.append(dict(source=source, source_index=item.index, offset=None, stage="validate",
-                                   error=error, raw=_raw_text(item.obj, cfg.max_raw_chars)))
-    for q in quarantine:
-        q["error"], q["raw"] = utf8_safe(q["error"]), utf8_safe(q["raw"])
-    read = {"source": source, "format": fmt, "lines": lines, "records": sum(i.index is not None for i in items),
-            "notes": sum(i.index is None for i in items), "ledger_rows": len(rows), "quarantine_rows": len(quarantine)}
-    return rows, quarantine, read
-
-
-ROW_COLUMNS = ("content_hash", "source", "source_index", "format", "messages", "instruction", "response", "n_turns",
-               "rejected_messages", "category")  # what `_row` gives; ids and marks come in `combine`
-
-
 def _frame(rows: list[dict], columns: dict[str, tuple[pl.DataType, str]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={k: d for k, (d, _) in columns.items()}) if rows else empty_frame(columns)
 
 
-def ingest_part(path: Path, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """One file's rows (before ids), quarantine rows and read counts: ingest is mapped over files with this."""
-    rows, quarantine, read = ingest_file(path, cfg)
-    return _frame(rows, {c: LEDGER_COLUMNS[c] for c in ROW_COLUMNS}), _frame(quarantine, QUARANTINE_COLUMNS), _frame([read], READ_COLUMNS)
+def _sniffed(chunks: Iterator[tuple[list[RawItem], int]]) -> tuple[list[dict], Iterator[tuple[list[RawItem], int]]]:
+    """The objects of the first SNIFF records that parsed, and every chunk: chunks are held until that many have
+    parsed (the first chunk, unless it is smaller than SNIFF or the file opens with many broken records)."""
+    held, parsed = [], 0
+    for chunk in chunks:
+        held.append(chunk)
+        parsed += sum(not i.error for i in chunk[0])
+        if parsed >= SNIFF:
+            break
+    first = [i.obj for items, _ in held for i in items if not i.error][:SNIFF]
+    return [o for o in first if isinstance(o, dict)], chain(held, chunks)
+
+
+def _note(item: RawItem, source: str) -> dict:
+    return dict(source=source, source_index=item.index, offset=item.offset, stage=item.stage, error=utf8_safe(item.error),
+                raw=utf8_safe(item.raw))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a file ingested: its ledger rows, the quarantine rows of what did not parse (`notes`) and of
+    what did not validate (`invalid`), and its share of the file's read counts."""
+
+    rows: pl.DataFrame
+    notes: pl.DataFrame
+    invalid: pl.DataFrame
+    read: dict
+
+
+def _chunk(items: list[RawItem], lines: int, model, fmt: str | None, cfg: IngestConfig, source: str) -> Chunk:
+    inverse = {v: k for k, v in (cfg.field_map or {}).items()} if fmt == "mapped" else None
+    rows, invalid = [], []
+    for item in items:
+        if item.error:
+            continue
+        got, error = _validate(item.obj, model, inverse, cfg, source, item.index, fmt)
+        rows += got
+        if error:
+            invalid.append(dict(source=source, source_index=item.index, offset=None, stage="validate",
+                                error=utf8_safe(error), raw=utf8_safe(_raw_text(item.obj, cfg.max_raw_chars))))
+    notes = [_note(i, source) for i in items if i.error]
+    read = {"lines": lines, "records": sum(i.index is not None for i in items), "notes": sum(i.index is None for i in items),
+            "ledger_rows": len(rows), "quarantine_rows": len(notes) + len(invalid)}
+    return Chunk(_frame(rows, ROW_SCHEMA), _frame(notes, QUARANTINE_COLUMNS), _frame(invalid, QUARANTINE_COLUMNS), read)
+
+
+def ingest_chunks(path: Path, cfg: IngestConfig, rows: int = INGEST_CHUNK) -> tuple[str | None, Iterator[Chunk]]:
+    """One file's format (sniffed from its first SNIFF records) and its chunks of `rows` records, validated."""
+    source = utf8_safe(str(path))
+    sniff, chunks = _sniffed(read_chunks(path, rows, cfg.max_raw_chars, cfg.csv_separator))
+    fmt, model = _choose_model(sniff, cfg)
+    return fmt, (_chunk(items, lines, model, fmt, cfg, source) for items, lines in chunks)
+
+
+@dataclass
+class Tally:
+    """What a file's chunks leave besides their rows, gathered as the rows stream past: the quarantine (small
+    beside the rows; export holds it whole) and the read counts."""
+
+    source: str
+    format: str | None
+    notes: list[pl.DataFrame] = field(default_factory=list)
+    invalid: list[pl.DataFrame] = field(default_factory=list)
+    counts: dict = field(default_factory=lambda: dict.fromkeys(("lines", "records", "notes", "ledger_rows", "quarantine_rows"), 0))
+
+    def rows(self, chunks: Iterator[Chunk]) -> Iterator[pl.DataFrame]:
+        """The chunks' ledger rows, one frame per chunk, keeping the rest here."""
+        for chunk in chunks:
+            self.notes.append(chunk.notes)
+            self.invalid.append(chunk.invalid)
+            self.counts = {k: n + chunk.read[k] for k, n in self.counts.items()}
+            yield chunk.rows
+
+    def quarantine(self) -> pl.DataFrame:
+        """Every quarantine row, as one file read whole lists them: what did not parse, then what did not validate."""
+        frames = [f for f in (*self.notes, *self.invalid) if f.height]
+        return pl.concat(frames).rechunk() if frames else empty_frame(QUARANTINE_COLUMNS)
+
+    def read(self) -> pl.DataFrame:
+        return _frame([{"source": self.source, "format": self.format, **self.counts}], READ_COLUMNS)
+
+
+def ingest_file(path: Path, cfg: IngestConfig, rows: int = INGEST_CHUNK) -> tuple[Iterator[pl.DataFrame], Tally]:
+    """One file's ledger rows as frames of at most `rows` records' rows (iterate them first), and its Tally."""
+    fmt, chunks = ingest_chunks(path, cfg, rows)
+    tally = Tally(utf8_safe(str(path)), fmt)
+    return tally.rows(chunks), tally
+
+
+def ingest_part(path: Path, cfg: IngestConfig, rows: int = INGEST_CHUNK) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """One file's rows (before ids), quarantine rows and read counts, in memory (the runner streams the rows)."""
+    frames, tally = ingest_file(path, cfg, rows)
+    return pl.concat(list(frames)).rechunk(), tally.quarantine(), tally.read()
+
+
+def first_ledger(rows: pl.DataFrame, copies: pl.Series) -> pl.DataFrame:
+    """The first ledger's rows for `rows`, given how many earlier rows of the whole input share each one's content
+    hash (`copy_numbers`): with that, any slice of the rows is finished on its own."""
+    return with_ids(rows, copies).with_columns(
+        pl.when(pl.col("category").is_not_null()).then(pl.lit("given")).alias("category_source"),
+        *(pl.lit(None, pl.String).alias(c) for c in ("drop_stage", "drop_reason", "drop_detail")),
+    ).select(*LEDGER_COLUMNS)
 
 
 def combine(parts: list[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The first ledger (ids assigned across all files, in input order), the quarantine and the read counts."""
-    rows = pl.concat([p[0] for p in parts]) if parts else _frame([], {c: LEDGER_COLUMNS[c] for c in ROW_COLUMNS})
-    ledger = assign_ids(rows).with_columns(
-        pl.when(pl.col("category").is_not_null()).then(pl.lit("given")).alias("category_source"),
-        *(pl.lit(None, pl.String).alias(c) for c in ("drop_stage", "drop_reason", "drop_detail")),
-    ).select(*LEDGER_COLUMNS)
+    rows = pl.concat([p[0] for p in parts]) if parts else empty_frame(ROW_SCHEMA)
+    ledger = first_ledger(rows, copy_numbers(rows["content_hash"]))
     quarantine = pl.concat([p[1] for p in parts]) if parts else empty_frame(QUARANTINE_COLUMNS)
     read = pl.concat([p[2] for p in parts]) if parts else empty_frame(READ_COLUMNS)
     return ledger, quarantine, read

@@ -6,6 +6,8 @@ from pydantic import Field
 
 from schemas.config.base import Section
 
+INGEST_CHUNK = 10_000
+
 
 class ExecutionConfig(Section):
     """The engine Prefect fans tasks out to, and the shard size of the per-row stages."""
@@ -21,3 +23,5 @@ class ExecutionConfig(Section):
     shard_rows: int = Field(100_000, ge=1, description="Rows per shard of the per-row stages (heuristics, language, "
                             "decontam, pii, category): each shard is a task, so a cluster runs shards side by side. "
                             "Whole-set stages (dedup, embed, ..., select) run once over the joined shards.")
+    ingest_chunk: int = Field(INGEST_CHUNK, ge=1, description="Records each input file is read, validated and written "
+                              "in at a time: ingesting a file holds about one chunk, whatever the file's size.")
