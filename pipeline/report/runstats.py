@@ -82,8 +82,8 @@ def stage_order(ledger: Frame, manifest: dict) -> list[str]:
 
 def funnel(ledger: Frame, quarantine: pl.DataFrame, manifest: dict) -> pl.DataFrame:
     """(step, dropped, remaining): input, valid after ingest, then alive after each stage."""
-    per_stage = dict(collect(ledger.lazy().group_by("drop_stage").len()).drop_nulls().iter_rows())
-    height = collect(ledger.lazy().select(pl.len())).item()
+    by_stage = collect(ledger.lazy().group_by("drop_stage").len())
+    per_stage, height = dict(by_stage.drop_nulls().iter_rows()), int(by_stage["len"].sum())
     rows = [("input", 0, height + quarantine.height), ("ingest", quarantine.height, height)]
     for stage in stage_order(ledger, manifest):
         dropped = per_stage.get(stage, 0)
