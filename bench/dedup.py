@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.dedup.cluster import components  # noqa: E402
-from pipeline.dedup.lsh import candidates_of_any, sorted_unique  # noqa: E402
+from pipeline.dedup.lsh import bucket_keys, candidates_of_any, sorted_unique  # noqa: E402
 from pipeline.dedup.minhash import shingle_hashes, shingles, signatures  # noqa: E402
 from pipeline.stages.dedup import compared_fields, dedup, folded  # noqa: E402
 from pipeline.stages.ingest import ingest  # noqa: E402
@@ -252,7 +252,7 @@ def sweep(frame: pl.DataFrame, planted: pl.DataFrame, sample: int) -> None:
         truth = sample_truth(field_texts(frame, cfg), sample, cfg.threshold, cfg)
         q = quality(frame, result, truth, planted, cfg)
         sigs = [signatures(keys, cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed) for keys in field_texts(frame, cfg)]
-        q["candidates"] = len(candidates_of_any(sigs, cfg.bands, cfg.bucket_all_pairs)[0])
+        q["candidates"] = len(candidates_of_any([bucket_keys(s, cfg.bands) for s in sigs], cfg.bucket_all_pairs)[0])
         print(f"  {json.dumps(change) or 'defaults':<36} {seconds:6.2f}s  " + "  ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in q.items()), flush=True)
 

@@ -20,10 +20,10 @@ attributed to the stage whose manifest window (`started`, `seconds`) holds the s
 the curate process's own high-water mark (VmHWM). Polars and numpy allocate outside Python's heap,
 so tracemalloc would not see them: RSS is the measure.
 
-`--engines` (on by default): the per-row stages (heuristics, language, decontam, pii; category) on a
+`--engines` (on by default): the per-row stages (heuristics, language, decontam, pii, minhash; category) on a
 Dask LocalCluster with 2 workers against 1, threads pinned to 1 (POLARS_MAX_THREADS, OMP_NUM_THREADS,
 MKL_NUM_THREADS) in both, on `--engine-rows` rows in shards of `--engine-shard-rows`. The per-row
-wall time is the sum over the per-row groups (heuristics..pii, then category, which runs after
+wall time is the sum over the per-row groups (heuristics..minhash, then category, which runs after
 dedup) of max(started + seconds) - min(started). Each shard stage is a Prefect task with about 0.2 s of
 orchestration around it (its states, the scheduler's hand-off), paid on the same 2 cores as the work:
 measured here, 400K rows in the default shards of 100K scale 1.90x, 200K in shards of 20K (4x the tasks
@@ -54,7 +54,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
-PER_ROW = ("heuristics", "language", "decontam", "pii", "category")
+PER_ROW = ("heuristics", "language", "decontam", "pii", "minhash", "category")
 CHAR_LANGS = ("zh", "ja", "th")  # no spaces between words: edited character by character
 PINNED = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 FIELDS = ("instruction", "input", "output")

@@ -23,7 +23,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.stages.dedup import INDEX_FILE, build_index, dedup, load_previous, open_shared_index, own_signatures  # noqa: E402
+from pipeline.dedup.keys import folded, signed  # noqa: E402
+from pipeline.mark import ALIVE  # noqa: E402
+from pipeline.stages.dedup import INDEX_FILE, build_index, dedup, load_previous, open_shared_index  # noqa: E402
 from pipeline.stages.ingest import ingest  # noqa: E402
 from schemas.config import DedupConfig, IngestConfig  # noqa: E402
 
@@ -86,7 +88,7 @@ def run(tmp: Path, port: int) -> None:
         print(f"run 2, {name}: {second.height:,} rows")
         by_parquet = timed("Parquet: load_previous + dedup", lambda: dedup(second, plain, load_previous([str(tmp / "run1")])))
         by_redis = timed("Redis: dedup with the shared index", dedup, second, cfg, None, shared, "run2")
-        sigs = {"joined": own_signatures(second, cfg)["signature_joined"].to_numpy()}
+        sigs = {"joined": signed(second.filter(ALIVE).select(folded("joined")).to_series(), cfg)}
         ids = timed("  of which the bucket lookup", shared.bucket_members, sigs)
         fetched = timed("  of which lookup + fetching the rows", shared.candidates, sigs, "run2")
         print(f"  {len(ids):,} indexed records share a band, {fetched.height:,} rows fetched; "

@@ -15,10 +15,12 @@ from pipeline.report.runstats import Frame, collect
 from pipeline.stage import Deps
 from pipeline.stages.dedup import INDEX_FILE, build_index
 from pipeline.stages.embed import as_array, embed
+from pipeline.stages.minhash import COLUMNS as KEY_COLUMNS
 from pipeline.stages.pii import redact
 from schemas.config import CurationConfig
 
-WIDE = ("messages", "rejected_messages", "embedding")  # what the counts and the report never read
+WORKING = ("embedding", *KEY_COLUMNS)  # columns stages carry for each other, not written to the ledger
+WIDE = ("messages", "rejected_messages", *WORKING)  # what the counts and the report never read
 
 
 def finalize(ledger: Frame) -> Frame:
@@ -141,10 +143,10 @@ def export_run(last_path: str, quarantine_path: str, read_path: str, cfg: Curati
     tally = counts(ledger, quarantine, read)
     run = Path(run_dir)
     embeddings = vectors_of(collect(scan.filter(pl.col("embedding").is_not_null()).select("id", "embedding")), ledger, cfg, deps)
-    alive = collect(scan.filter(ALIVE).drop("embedding"))
+    alive = collect(scan.filter(ALIVE).drop(WORKING))
     chosen = curated(alive)
     write_parquet(quarantine, run / "quarantine.parquet")
-    columns = [c for c in pl.read_parquet_schema(last_path) if c != "embedding"]
+    columns = [c for c in pl.read_parquet_schema(last_path) if c not in WORKING]
     write_batches((finalize(part) for part in batches(last_path, columns)), run / "ledger.parquet")
     write_parquet(redact(chosen, cfg.pii) if cfg.pii.action == "redact" else chosen, run / "curated.parquet")
     index = build_index(alive, cfg.dedup)

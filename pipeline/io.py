@@ -153,6 +153,17 @@ def write_batches(frames: Iterator[pl.DataFrame], path: str | Path) -> Path:
     return write_atomic(path, write)
 
 
+def rows_by_id(source: pl.DataFrame | pl.LazyFrame | str | Path, ids: pl.Series, columns: list[str] | None = None) -> pl.DataFrame:
+    """The rows of these ids, in their order (all columns, or `columns`). From a file it is a filter on its id
+    column, which the Parquet reader applies first: only those rows are decoded whole."""
+    scan = pl.scan_parquet(source) if isinstance(source, (str, Path)) else source.lazy()
+    if columns is not None:
+        scan = scan.select("id", *columns)
+    found = scan.filter(pl.col("id").is_in(ids.implode())).collect(engine="streaming")
+    order = ids.to_frame("id").with_row_index("_order")
+    return found.join(order, on="id").sort("_order").drop("_order")
+
+
 def write_merged(base: str | Path, changed: pl.DataFrame, path: str | Path) -> Path:
     """`base` (a Parquet file) with `changed`'s columns put in, as `base.with_columns(changed)` would order them,
     streamed: `changed` holds the same rows in the same order, and only the columns a step read or made."""

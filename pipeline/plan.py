@@ -1,13 +1,14 @@
 """The stages of a curate run, in order (ingest, mapped over the input files, comes before them)."""
 
 from pipeline.stage import Stage
-from pipeline.stages import category, decontam, dedup, embed, heuristics, language, pii, score, select, semantic
+from pipeline.stages import category, decontam, dedup, embed, heuristics, language, minhash, pii, score, select, semantic
 
 STAGES: list[Stage] = [
     heuristics.STAGE,
     language.STAGE,
     decontam.STAGE,
     pii.STAGE,
+    minhash.STAGE,
     dedup.STAGE,
     category.STAGE,
     embed.STAGE,

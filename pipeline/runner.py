@@ -217,7 +217,7 @@ def run_stage(stage: Stage, previous: StageResult, cfg: CurationConfig, run_dir:
     start, began = time.perf_counter(), time.time()
     frame = stage_input(stage, previous.path)
     ids, alive_in = frame["id"], _alive(frame)
-    frame = stage.run(frame, cfg, replace(deps, run_dir=Path(run_dir)))
+    frame = stage.run(frame, cfg, replace(deps, run_dir=Path(run_dir), stage_input=Path(previous.path)))
     check_columns(frame.schema, stage, stage.adds)
     if frame.height != ids.len():
         raise StageContractError(f"stage {stage.name} returned {frame.height} rows for {ids.len()}: stages mark rows, never drop them")

@@ -41,6 +41,7 @@ class StageName(StrEnum):
     LANGUAGE = "language"
     DECONTAM = "decontam"
     PII = "pii"
+    MINHASH = "minhash"  # exact keys and LSH bucket keys, per row
     DEDUP = "dedup"
     CATEGORY = "category"  # keyword rules (and the source's own labels)
     EMBED = "embed"  # vectors of the candidate pool
@@ -76,13 +77,14 @@ class Deps:
     """What stages use beside their frame and config, typed. `pipeline.runner.preflight` builds it
     once per process and config: the eval sets and earlier indexes are read there and the shared
     index is connected (a bad one fails before any work), the models load on first use. Tests pass
-    data and fake loaders. `run_dir` is set per stage by `pipeline.runner.run_stage`."""
+    data and fake loaders. `run_dir` is set per stage by `pipeline.runner.run_stage`, as is `stage_input`."""
 
     cfg: CurationConfig
     eval_prompts: pl.DataFrame | None = None
     previous_index: pl.DataFrame | None = None
     shared_index: SharedIndex | None = None  # dedup.shared_index, connected; None when off
     run_dir: Path | None = None  # the run being curated: who this run is in the shared index
+    stage_input: Path | None = None  # the file the stage's frame was read from: its other columns, read by id
     embedding_cache: Path | None = None
     score_cache: Path | None = None
     log: logging.Logger = LOG

@@ -7,7 +7,10 @@ import polars as pl
 import pytest
 
 from pipeline.dedup.minhash import shingles
+from pipeline.io import rows_by_id
 from pipeline.stages.dedup import COLUMNS, INDEX_FILE, build_index, dedup, load_previous
+from pipeline.stages.minhash import COLUMNS as KEY_COLUMNS
+from pipeline.stages.minhash import keyed
 from pipeline.stages.ingest import ingest
 from schemas.config import ConfigError, DedupConfig, IngestConfig, parse_config
 from schemas.ledger import DropReason
@@ -236,6 +239,31 @@ def test_planted_edits_in_real_data_are_found(shared_data):
     found = sum(cluster[a] == cluster[b] for a, b in zip(base["id"].gather(picks), copies["id"]))
     assert found >= 90  # 92 measured: a one-word answer edited is another answer, which the response check refuses
     assert out.filter(pl.col("drop_reason") == "near_duplicate").height >= 90
+
+
+def test_dedup_decides_on_the_minhash_columns_made_per_shard_and_reads_only_the_paired_texts(shared_data):
+    """The whole-set step gets (id, quality, key, buckets, length); texts are read by id for candidates only."""
+    records = json.loads((shared_data / "alpaca" / "alpaca_data.json").read_text())[:3000]
+    rows = [(f"{r['instruction']}\n\n{r['input']}".strip(), r["output"]) for r in records]
+    rng = random.Random(1)
+    frame = make(rows + [(i + " Please.", r.replace(" the ", " a ", 1)) for i, r in rng.sample(rows, 60)] + rng.sample(rows, 40),
+                 quality=[rng.random() for _ in range(3100)])
+    cfg = DedupConfig()
+    shards = pl.concat([keyed(frame.slice(lo, 1000), cfg) for lo in range(0, frame.height, 1000)])
+    assert shards.equals(keyed(frame, cfg))  # per row: shard by shard is the same as whole
+    asked: list[str] = []
+
+    def texts(ids: pl.Series) -> pl.DataFrame:
+        asked.extend(ids.to_list())
+        return rows_by_id(frame, ids, ["instruction", "response"])
+
+    compact = shards.select("id", "drop_stage", "drop_reason", "drop_detail", "quality", *KEY_COLUMNS)
+    out = dedup(compact, cfg, texts=texts)
+    whole = dedup(frame, cfg)
+    assert out.select("id", *COLUMNS, "drop_reason", "drop_detail").equals(whole.select("id", *COLUMNS, "drop_reason", "drop_detail"))
+    drops = dict(whole["drop_reason"].value_counts().rows())
+    assert drops["exact_duplicate"] == 40 and drops["near_duplicate"] >= 60  # the planted ones, and a few of Alpaca's own
+    assert len(set(asked)) == len(asked) and 100 <= len(asked) < 0.2 * frame.height
 
 
 JUDGED = ROOT / "tests" / "fixtures" / "dedup_alpaca_judged.json"

@@ -9,7 +9,7 @@ import pytest
 from datasketch import MinHash
 
 from pipeline.dedup.cluster import components, greedy_keepers
-from pipeline.dedup.lsh import candidate_pairs, exact_jaccard, verified_pairs
+from pipeline.dedup.lsh import bucket_keys, candidate_pairs, candidates_of_any, exact_jaccard, verified_pairs
 from pipeline.dedup.minhash import permutations, shingle_hash, shingle_hashes, shingles, signatures
 
 ODD_TEXTS = ["", "a", "ab", "abcd", "abcde", "héllo wörld 你好世界 emoji 😀 ok", "one two", "x" * 3000,
@@ -69,13 +69,13 @@ def test_candidate_pairs_come_from_shared_bands():
     sig = np.arange(5 * 8, dtype=np.uint32).reshape(5, 8)
     sig[3, :4] = sig[1, :4]  # rows 1 and 3 share band 0
     sig[4] = sig[2]  # rows 2 and 4 share every band
-    i, j = candidate_pairs(sig, bands=2, all_pairs=16)
+    i, j = candidate_pairs(bucket_keys(sig, bands=2), all_pairs=16)
     assert sorted(zip(i.tolist(), j.tolist())) == [(1, 3), (2, 4)]
 
 
 def test_large_buckets_pair_members_with_the_best_record():
     sig = np.zeros((40, 4), dtype=np.uint32)  # one bucket of 40
-    i, j = candidate_pairs(sig, bands=1, all_pairs=8)
+    i, j = candidate_pairs(bucket_keys(sig, bands=1), all_pairs=8)
     pairs = set(zip(i.tolist(), j.tolist()))
     assert {(0, k) for k in range(1, 40)} <= pairs and len(pairs) < 40 * 39 / 2 / 4
 
@@ -91,8 +91,9 @@ def test_estimates_near_the_threshold_are_checked_on_the_text():
     texts = pl.Series(["the quick brown fox jumps over the lazy dog", "completely different words here entirely"])
     sig = np.zeros((2, 128), dtype=np.uint32)
     sig[1, :50] = 1  # forged estimate 0.61: within 4 standard errors of 0.5, so checked exactly (J = 0)
-    assert len(verified_pairs([sig], [texts], 0.5, 32, 16, 5, "char")[0]) == 0
-    i, _, sim = verified_pairs([np.zeros((2, 128), dtype=np.uint32)], [texts], 0.5, 32, 16, 5, "char")
+    one_pair = np.array([0]), np.array([1])
+    assert len(verified_pairs([sig], [texts], *one_pair, 0.5, 5, "char")[0]) == 0
+    i, _, sim = verified_pairs([np.zeros((2, 128), dtype=np.uint32)], [texts], *one_pair, 0.5, 5, "char")
     assert len(i) == 1 and sim[0] == 1.0  # a clear estimate decides on its own (wrong ~1 in 30,000)
 
 
@@ -103,7 +104,8 @@ def test_every_field_must_pass_and_the_lower_similarity_is_kept():
     second = np.zeros((3, 128), dtype=np.uint32)
     second[1, :32] = 1
     second[2, :] = np.arange(128) + 7  # no band shared, no slot equal: J estimate 0
-    i, j, sim = verified_pairs([same, second], [texts, texts], 0.5, 32, 16, 5, "char")
+    candidates = candidates_of_any([bucket_keys(same, 32), bucket_keys(second, 32)], all_pairs=16)
+    i, j, sim = verified_pairs([same, second], [texts, texts], *candidates, 0.5, 5, "char")
     assert list(zip(i.tolist(), j.tolist())) == [(0, 1)] and sim.tolist() == [0.75]
 
 

@@ -33,7 +33,7 @@ def unsharded(tmp_path_factory) -> dict[str, bytes]:
 
 def test_per_row_stages_are_grouped_between_the_whole_set_ones():
     names = [[STAGES[i].name for i in group] for group in runner.groups(STAGES)]
-    assert names[0] == [StageName.HEURISTICS, StageName.LANGUAGE, StageName.DECONTAM, StageName.PII]
+    assert names[0] == [StageName.HEURISTICS, StageName.LANGUAGE, StageName.DECONTAM, StageName.PII, StageName.MINHASH]
     assert [StageName.DEDUP] in names and [StageName.CATEGORY] in names and names[-1] == [StageName.SELECT]
     assert all(len(g) == 1 or all(STAGES[i].per_row for i in g) for g in runner.groups(STAGES))
 

@@ -12,8 +12,10 @@ import polars as pl
 import pytest
 
 from pipeline import runner
+from pipeline.dedup.keys import folded, signed
 from pipeline.dedup.shared import band_keys, run_identity
-from pipeline.stages.dedup import INDEX_FILE, build_index, dedup, load_previous, open_shared_index, own_signatures
+from pipeline.mark import ALIVE
+from pipeline.stages.dedup import INDEX_FILE, build_index, dedup, load_previous, open_shared_index
 from schemas.config import ConfigError, CurationConfig, DedupConfig, parse_config
 from schemas.ledger import DropReason
 from tests.conftest import ROOT
@@ -122,7 +124,7 @@ def test_a_lookup_finds_what_datasketchs_own_query_finds(redis_port):
     first, second = runs()
     shared = open_shared_index(cfg)
     shared.insert(build_index(dedup(first, cfg), cfg), "run1")
-    sig = own_signatures(second, cfg)["signature_joined"].to_numpy()
+    sig = signed(second.filter(ALIVE).select(folded("joined")).to_series(), cfg)
     lsh = shared.lsh["joined"]
     expected = set().union(*(lsh.query(datasketch.LeanMinHash(seed=1, hashvalues=row, scheme="affine32")) for row in sig))
     assert shared.bucket_members({"joined": sig}) == sorted(k.decode() for k in expected) and len(expected) > 20

@@ -1,6 +1,7 @@
 """LSH banding and pair verification over MinHash signatures (numpy, no per-pair Python).
 
-Needs the whole signature table: candidate pairs can join any two records of the run.
+Bucket keys are made per row; pairing needs every row's bucket keys (any two records of the run may pair),
+verification only the signatures and texts of the paired rows.
 """
 
 import numpy as np
@@ -57,10 +58,18 @@ def _bucket_pairs(keys: np.ndarray, all_pairs: int) -> np.ndarray:
     return np.concatenate(found)
 
 
-def candidate_pairs(sig: np.ndarray, bands: int, all_pairs: int) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) with i < j for pairs of rows whose signatures agree on at least one whole band."""
+def bucket_keys(sig: np.ndarray, bands: int) -> np.ndarray:
+    """(documents, bands) uint32: the bucket key of each band of each signature, as the pairing reads them."""
     rows = sig.shape[1] // bands
-    found = [sorted_unique(_bucket_pairs(_band_keys(sig[:, k * rows:(k + 1) * rows]), all_pairs)) for k in range(bands)]
+    keys = np.empty((len(sig), bands), dtype=np.uint32)
+    for k in range(bands):
+        keys[:, k] = _band_keys(sig[:, k * rows:(k + 1) * rows])
+    return keys
+
+
+def candidate_pairs(keys: np.ndarray, all_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) with i < j for pairs of rows with an equal bucket key in at least one band (a column of `keys`)."""
+    found = [sorted_unique(_bucket_pairs(keys[:, k].astype(np.uint64), all_pairs)) for k in range(keys.shape[1])]
     packed = sorted_unique(np.concatenate(found)) if found else np.empty(0, dtype=np.uint64)
     return (packed >> np.uint64(32)).astype(np.int64), (packed & LOW32).astype(np.int64)
 
@@ -111,9 +120,9 @@ def _exact_block(texts: pl.Series, i: np.ndarray, j: np.ndarray, n: int, unit: s
     return np.divide(inter, union, out=np.ones(len(i)), where=union > 0)  # two empty texts are equal
 
 
-def candidates_of_any(sigs: list[np.ndarray], bands: int, all_pairs: int) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j), i < j, of pairs that share a whole band on at least one field's signatures."""
-    found = [candidate_pairs(sig, bands, all_pairs) for sig in sigs]
+def candidates_of_any(keys: list[np.ndarray], all_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j), i < j, of pairs that share a bucket on at least one field's bucket keys (`bucket_keys` of each)."""
+    found = [candidate_pairs(k, all_pairs) for k in keys]
     packed = sorted_unique(np.concatenate([i.astype(np.uint64) << np.uint64(32) | j.astype(np.uint64) for i, j in found]))
     return (packed >> np.uint64(32)).astype(np.int64), (packed & LOW32).astype(np.int64)
 
@@ -132,13 +141,12 @@ def _field_jaccard(sig: np.ndarray, texts: pl.Series, i: np.ndarray, j: np.ndarr
     return sim
 
 
-def verified_pairs(sigs: list[np.ndarray], texts: list[pl.Series], threshold: float, bands: int, all_pairs: int, n: int, unit: str):
-    """(i, j, lowest jaccard) of the candidate pairs whose Jaccard reaches the threshold on every field.
+def verified_pairs(sigs: list[np.ndarray], texts: list[pl.Series], i: np.ndarray, j: np.ndarray, threshold: float, n: int, unit: str):
+    """(i, j, lowest jaccard) of the candidate pairs (i, j) whose Jaccard reaches the threshold on every field.
 
     Candidates come from the bands of any field (a pair edited in one field still meets in the
     other's); each field then prunes the pairs it rejects, so later fields check fewer.
     """
-    i, j = candidates_of_any(sigs, bands, all_pairs)
     low = np.ones(len(i))
     for sig, text in zip(sigs, texts):
         sim = _field_jaccard(sig, text, i, j, threshold, n, unit)

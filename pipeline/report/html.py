@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pipeline.io import rows_by_id
 from pipeline.report import charts, runstats
 from pipeline.report.columns import column_docs
 
@@ -142,7 +143,7 @@ def _examples(ledger, manifest) -> str:
     for reason, n in runstats.reasons(ledger, manifest).select("drop_reason", "n").iter_rows():
         rows = runstats.examples(ledger, reason).select(pl.col("id").str.slice(0, 12), "source_index", "instruction", "response",
                                                         "drop_detail", runstats.other_id(ledger))
-        others = runstats.by_id(ledger, rows["other_id"].drop_nulls().unique(maintain_order=True)).select(
+        others = rows_by_id(ledger, rows["other_id"].drop_nulls().unique(maintain_order=True)).select(
             pl.col("id").alias("other_id"), pl.col("instruction").alias("compared with"))
         rows = rows.join(others, on="other_id", how="left", maintain_order="left").drop("other_id")
         rows = rows if rows["compared with"].null_count() < rows.height else rows.drop("compared with")
@@ -157,7 +158,7 @@ def _curated(ledger) -> str:
     picks = runstats.collect(ledger.lazy().select("id", *rank, curated=pl.col("status") == "curated").filter("curated"))
     picks = picks.sort(rank, nulls_last=True, maintain_order=True) if rank else picks
     shown = [c for c in ("id", "selection_rank", "category", "quality", "instruction", "response", "selection_reason") if c in columns]
-    return table(runstats.by_id(ledger, picks["id"].head(8)).select(shown), ("instruction", "response", "selection_reason"))
+    return table(rows_by_id(ledger, picks["id"].head(8)).select(shown), ("instruction", "response", "selection_reason"))
 
 
 def _quarantine(quarantine) -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pipeline.io import rows_by_id
+
 SCORES = ("quality", "selection_score", "answer_nll_alone", "ifd", "answer_nll", "instruction_chars", "response_chars", "response_words", "alnum_share", "ngram_repeat_share",
           "line_repeat_share", "eval_overlap", "dup_similarity")
 UNKNOWN = "(none)"
@@ -136,18 +138,11 @@ def histogram(ledger: Frame, column: str, bins: int = 20) -> tuple[np.ndarray, n
     return edges, all_counts, curated
 
 
-def by_id(frame: Frame, ids: pl.Series) -> pl.DataFrame:
-    """The rows of these ids, in their order; a filter on a file's column, so a scan reads only those rows whole."""
-    order = ids.to_frame("id").with_row_index("_order")
-    found = collect(frame.lazy().filter(pl.col("id").is_in(ids.implode())))
-    return found.join(order, on="id").sort("_order").drop("_order")
-
-
 def sample_where(frame: Frame, where: pl.Expr, n: int, seed: int, shuffle: bool = False) -> pl.DataFrame:
-    """`frame.filter(where).sample(...)`, the same rows: drawn over the matching ids, then read `by_id`
+    """`frame.filter(where).sample(...)`, the same rows: drawn over the matching ids, then read `rows_by_id`
     (at a million rows, the matching rows are a ledger's worth of memory)."""
     matching = collect(frame.lazy().select("id", where.alias("in")).filter("in"))
-    return by_id(frame, matching.sample(min(n, matching.height), seed=seed, shuffle=shuffle)["id"])
+    return rows_by_id(frame, matching.sample(min(n, matching.height), seed=seed, shuffle=shuffle)["id"])
 
 
 def examples(ledger: Frame, reason: str, n: int = 5, seed: int = 0) -> pl.DataFrame:

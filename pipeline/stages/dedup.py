@@ -6,12 +6,16 @@ the checks that tell a paraphrase from a template asked again: responses alike
 (`dedup.response_threshold`), the same numbers (`dedup.instruction_numbers`, `dedup.response_numbers`)
 and inputs that agree (`dedup.input_threshold`: alike when both requests carry one, stated in the other
 record when one does).
-Needs the whole set: any two alive records (or a record and one curated by an earlier run) may pair. Work happens once per distinct normalised pair of texts;
-the verdict joins back to rows on `id`. Earlier runs' records come from their `dedup_index.parquet`
-(`dedup.previous_runs`) and, with `dedup.shared_index`, from the shared index: the ones sharing a band
-with an alive row, which is every one that can pair with it.
+
+Needs the whole set (any two alive records, or a record and one curated by an earlier run, may pair), so it works
+on a compact table: id, quality and what the per-row MinHash stage made (exact key, bucket keys, length). Work
+happens once per distinct exact key; only the rows that share a bucket have their texts read (by id) and signed,
+and the verdict joins back to rows on `id`. Earlier runs' records come from their `dedup_index.parquet`
+(`dedup.previous_runs`) and, with `dedup.shared_index`, from the shared index: the ones sharing a band with an
+alive row, which is every one that can pair with it.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,12 +23,15 @@ import numpy as np
 import polars as pl
 
 from pipeline.dedup.cluster import components, greedy_keepers
-from pipeline.dedup.lsh import exact_jaccard, sorted_unique, verified_pairs
-from pipeline.dedup.minhash import signatures
+from pipeline.dedup.keys import NOT_WORD_RUN, buckets_of, compared_fields, exact_key, field_buckets, folded, signed
+from pipeline.dedup.lsh import candidates_of_any, exact_jaccard, sorted_unique, verified_pairs
 from pipeline.dedup.shared import SharedIndex, run_identity
+from pipeline.io import rows_by_id
 from pipeline.mark import ALIVE, mark
 from pipeline.progress import Progress
 from pipeline.stage import Deps, Stage, StageName
+from pipeline.stages.minhash import COLUMNS as KEY_COLUMNS
+from pipeline.stages.minhash import keyed
 from schemas.config.dedup import DedupConfig
 from schemas.ledger import DropReason
 
@@ -33,10 +40,8 @@ if TYPE_CHECKING:
 
 INDEX_FILE = "dedup_index.parquet"
 INDEX_VERSION = "v2"  # bump when normalisation, hashing or the index columns change, so old indexes are re-keyed
-
-# Runs of anything but letters, marks and digits, except the single spaces between words (matching
-# those too makes the replace 3x slower).
-NOT_WORD_RUN = r"[^\p{L}\p{M}\p{N} ][^\p{L}\p{M}\p{N}]*| [^\p{L}\p{M}\p{N}]+"
+SHARED_CHUNK = 100_000  # alive rows read and signed at a time for the shared index lookup
+Texts = Callable[[pl.Series], pl.DataFrame]  # ids -> their rows' instruction and response, in that order
 
 # Number words read as digits, so 'Name five organs' and 'Name 5 organs' state the same numbers.
 CARDINALS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -59,18 +64,6 @@ COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "dedup_cluster": (pl.String, "id of the kept record of this record's duplicate group (its own id when kept); null if dropped before dedup"),
     "dup_similarity": (pl.Float64, "Jaccard similarity to dup_of, the lower of the compared fields' (1.0 for exact duplicates); null otherwise"),
 }
-
-
-def compared_fields(cfg: DedupConfig) -> list[str]:
-    """The fields that must all match for two records to be duplicates (`dedup.fields`)."""
-    return ["instruction", "response"] if cfg.fields == "both" else [cfg.fields]
-
-
-def folded(field: str) -> pl.Expr:
-    """One compared field (`joined`: instruction and response as one text), case, punctuation and spacing folded."""
-    parts = ["instruction", "response"] if field == "joined" else [field]
-    text = pl.concat_str([pl.col(c).fill_null("") for c in parts], separator=" ")
-    return text.str.to_lowercase().str.replace_all(NOT_WORD_RUN, " ").str.strip_chars()
 
 
 def task_input(instruction: pl.Expr) -> pl.Expr:
@@ -138,99 +131,88 @@ def _reusable(previous: pl.DataFrame | None, cfg: DedupConfig) -> bool:
             and all(previous.schema.get(f"signature_{f}") == width for f in compared_fields(cfg)))
 
 
-def _ranked(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None) -> pl.DataFrame:
+def _earlier(previous: pl.DataFrame | None, cfg: DedupConfig) -> pl.DataFrame | None:
+    """Earlier runs' index rows with what the MinHash stage gives alive rows: key and buckets (from their stored
+    signatures when made with these params, else signed again)."""
+    if previous is None:
+        return None
+    fields, reusable = compared_fields(cfg), _reusable(previous, cfg)
+    keys = previous.select(pl.col(f"key_{f}").alias(f) if reusable else folded(f).alias(f) for f in fields)
+    rows = previous.select("id", "instruction", "response").with_columns(exact_key(keys))
+    if cfg.threshold is None:
+        return rows.with_columns(pl.lit(None, pl.List(pl.UInt32)).alias("dedup_buckets"))
+    sigs = [previous[f"signature_{f}"].to_numpy() if reusable else signed(keys[f], cfg) for f in fields]
+    return rows.with_columns(buckets_of(sigs, cfg))
+
+
+def _ranked(frame: pl.DataFrame, cfg: DedupConfig, earlier: pl.DataFrame | None) -> pl.DataFrame:
     """Alive rows and earlier-run rows, best keeper first: earlier runs, quality, response length, id."""
-    keys = [f"key_{f}" for f in compared_fields(cfg)]
-    rows = frame.filter(ALIVE).select(
-        "id", "instruction", "response", *[folded(f).alias(f"key_{f}") for f in compared_fields(cfg)], earlier=pl.lit(False),
-        score=pl.col("quality").cast(pl.Float64),
-        length=pl.col("response").fill_null("").str.len_chars().cast(pl.Int64))
-    if previous is not None:
-        stored = [pl.col(k) if _reusable(previous, cfg) else folded(f).alias(k) for f, k in zip(compared_fields(cfg), keys)]
-        old = previous.select("id", "instruction", "response", *stored, earlier=pl.lit(True), score=pl.lit(None, pl.Float64), length=pl.lit(0, pl.Int64))
+    rows = frame.filter(ALIVE).select("id", "dedup_key", "dedup_buckets", earlier=pl.lit(False),
+                                      score=pl.col("quality").cast(pl.Float64), length=pl.col("dedup_length"))
+    if earlier is not None:
+        old = earlier.select("id", "dedup_key", "dedup_buckets", earlier=pl.lit(True), score=pl.lit(None, pl.Float64),
+                             length=pl.lit(0, pl.Int64))
         rows = pl.concat([old, rows])
     rows = rows.sort(["earlier", "score", "length", "id"], descending=[True, True, True, False], nulls_last=True)
-    exact = pl.concat_str(keys, separator="\n")  # folded keys hold no newline, so fields cannot run into each other
-    return rows.with_row_index("rank").with_columns(group=exact if cfg.exact else pl.col("rank"))
+    return rows.with_row_index("rank").with_columns(group=pl.col("dedup_key") if cfg.exact else pl.col("rank"))
 
 
-def _signatures(groups: pl.DataFrame, field: str, cfg: DedupConfig, previous: pl.DataFrame | None, progress: Progress,
-                own: pl.DataFrame | None = None) -> np.ndarray:
-    """Signatures of one field of every distinct pair; earlier runs' come from their index when its params match,
-    the alive rows' from `own` when the shared index lookup signed them already."""
-    column = f"signature_{field}"
-    known = ([previous.select("id", column, earlier=pl.lit(True))] if _reusable(previous, cfg) else []) + \
-            ([own.select("id", column, earlier=pl.lit(False))] if own is not None else [])
-    sig = np.empty((groups.height, cfg.num_perm), dtype=np.uint32)
-    if known:
-        stored = groups.select("id", "earlier").join(pl.concat(known), on=["id", "earlier"], how="left", maintain_order="left")[column]
-        todo = stored.is_null().to_numpy()
-        sig[~todo] = stored.filter(pl.Series(~todo)).to_numpy()
-    else:
-        todo = np.ones(groups.height, dtype=bool)
-    if todo.any():
-        texts = groups[f"key_{field}"].filter(todo)
-        progress.start(texts.len(), f"{field} texts signed")
-        sig[todo] = signatures(texts, cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars, progress.advance)
-    return sig
-
-
-def _checked(groups: pl.DataFrame, i: np.ndarray, j: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(passes the response, number and input checks, response Jaccard) of each pair; only the paired rows are folded."""
-    docs = sorted_unique(np.concatenate([i, j]))
-    a, b = np.searchsorted(docs, i), np.searchsorted(docs, j)
-    texts = groups[docs].select(instruction=folded("instruction"), response=folded("response"), input=task_input(pl.col("instruction")))
+def _checked(texts: pl.DataFrame, a: np.ndarray, b: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """Whether each pair (rows a, b of `texts`: folded instruction, response, input) passes the response, number
+    and input checks."""
     similarity = exact_jaccard(texts["response"], a, b, cfg.ngram, cfg.shingle)
-    inputs_agree = np.ones(len(i), dtype=bool) if cfg.input_threshold is None else _inputs_agree(texts, a, b, cfg.input_threshold)
+    inputs_agree = np.ones(len(a), dtype=bool) if cfg.input_threshold is None else _inputs_agree(texts, a, b, cfg.input_threshold)
     found = texts.select(inst=numbers(pl.col("instruction")), resp=numbers(pl.col("response")))
     pairs = pl.DataFrame({f"{c}_{side}": found[c].gather(k) for c in ("inst", "resp") for side, k in (("a", a), ("b", b))})
     agree = pairs.select(numbers_agree(pl.col("inst_a"), pl.col("inst_b"), cfg.instruction_numbers)
                          & numbers_agree(pl.col("resp_a"), pl.col("resp_b"), cfg.response_numbers)).to_series().to_numpy()
-    return agree & inputs_agree & (similarity >= (cfg.response_threshold or 0.0)), similarity
+    return agree & inputs_agree & (similarity >= (cfg.response_threshold or 0.0))
 
 
-def _response_similarity(groups: pl.DataFrame, i: np.ndarray, j: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """Response Jaccard of each pair, without the checks (for the detail of the drops)."""
-    docs = sorted_unique(np.concatenate([i, j]))
-    return exact_jaccard(groups[docs].select(folded("response")).to_series(), np.searchsorted(docs, i), np.searchsorted(docs, j),
-                         cfg.ngram, cfg.shingle)
+def _candidate_texts(groups: pl.DataFrame, docs: np.ndarray, texts: Texts, earlier: pl.DataFrame | None,
+                     cfg: DedupConfig) -> pl.DataFrame:
+    """Folded compared fields, instruction, response and task input of the rows `docs` of `groups`, in that order:
+    alive rows' read by id through `texts`, earlier runs' from their index rows."""
+    picked = groups[docs].select("id", "earlier").with_row_index("at")
+    alive = picked.filter(~pl.col("earlier"))
+    found = [texts(alive["id"]).select("instruction", "response").with_columns(at=alive["at"])]
+    if earlier is not None:
+        old = picked.filter("earlier").join(earlier, on="id", how="left", maintain_order="left")
+        found.append(old.select("instruction", "response", "at"))
+    rows = pl.concat(found).sort("at")
+    return rows.select(*[folded(f).alias(f"key_{f}") for f in compared_fields(cfg)], instruction=folded("instruction"),
+                       response=folded("response"), input=task_input(pl.col("instruction")))
 
 
-def _near(groups: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None, progress: Progress,
-          own: pl.DataFrame | None = None) -> tuple[np.ndarray, ...]:
+def _near(groups: pl.DataFrame, cfg: DedupConfig, texts: Texts, earlier: pl.DataFrame | None,
+          progress: Progress) -> tuple[np.ndarray, ...]:
     """Per distinct pair of texts (best first): kept one it duplicates (-1 if none), lower field and response
-    Jaccard to it, cluster head."""
+    Jaccard to it, cluster head. Pairs come from the bucket keys; only the paired rows' texts are read and signed."""
     n = groups.height
     if cfg.threshold is None or n < 2:
         return np.full(n, -1), np.ones(n), np.ones(n), np.arange(n)
-    keys = [groups[f"key_{f}"] for f in compared_fields(cfg)]
-    sigs = [_signatures(groups, f, cfg, previous, progress, own) for f in compared_fields(cfg)]
-    i, j, _ = verified_pairs(sigs, keys, cfg.threshold, cfg.bands, cfg.bucket_all_pairs, cfg.ngram, cfg.shingle)
-    earlier = groups["earlier"].to_numpy()
-    fresh = ~(earlier[i] & earlier[j])  # earlier runs' records all stay, even when alike
+    i, j = candidates_of_any(field_buckets(groups["dedup_buckets"], cfg), cfg.bucket_all_pairs)
+    was = groups["earlier"].to_numpy()
+    fresh = ~(was[i] & was[j])  # earlier runs' records all stay, even when alike
     i, j = i[fresh], j[fresh]
-    if len(i):
-        ok = _checked(groups, i, j, cfg)[0]
-        i, j = i[ok], j[ok]
+    docs = sorted_unique(np.concatenate([i, j]))
+    found = _candidate_texts(groups, docs, texts, earlier, cfg)
+    keys = [found[f"key_{f}"] for f in compared_fields(cfg)]
+    progress.start(len(docs) * len(keys), "candidate texts signed")
+    sigs = [signed(k, cfg, progress.advance) for k in keys]
+    a, b, _ = verified_pairs(sigs, keys, np.searchsorted(docs, i), np.searchsorted(docs, j), cfg.threshold, cfg.ngram, cfg.shingle)
+    if len(a):
+        ok = _checked(found, a, b, cfg)
+        a, b = a[ok], b[ok]
+    i, j = docs[a], docs[b]
     dup_of = greedy_keepers(n, i, j)
     dropped = np.flatnonzero(dup_of >= 0)
     similarity, response = np.ones(n), np.ones(n)
     if len(dropped):
-        similarity[dropped] = np.min([exact_jaccard(k, dropped, dup_of[dropped], cfg.ngram, cfg.shingle) for k in keys], axis=0)
-        response[dropped] = _response_similarity(groups, dropped, dup_of[dropped], cfg)
+        x, y = np.searchsorted(docs, dropped), np.searchsorted(docs, dup_of[dropped])
+        similarity[dropped] = np.min([exact_jaccard(k, x, y, cfg.ngram, cfg.shingle) for k in keys], axis=0)
+        response[dropped] = exact_jaccard(found["response"], x, y, cfg.ngram, cfg.shingle)
     return dup_of, similarity, response, components(n, i, j)
-
-
-def own_signatures(frame: pl.DataFrame, cfg: DedupConfig) -> pl.DataFrame:
-    """id and the signature of each compared field of every alive row, each distinct text signed once."""
-    fields = compared_fields(cfg)
-    rows = frame.filter(ALIVE).select("id", *[folded(f).alias(f"key_{f}") for f in fields])
-    for f in fields:
-        keys = rows[f"key_{f}"].unique(maintain_order=True)
-        sig = pl.Series(f"signature_{f}", signatures(keys, cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars),
-                        dtype=pl.Array(pl.UInt32, cfg.num_perm))
-        rows = rows.join(pl.DataFrame([keys, sig]), on=f"key_{f}", how="left", maintain_order="left")
-    return rows.select("id", *[f"signature_{f}" for f in fields])
 
 
 def earlier_records(previous: pl.DataFrame | None, shared: pl.DataFrame | None) -> pl.DataFrame | None:
@@ -241,21 +223,35 @@ def earlier_records(previous: pl.DataFrame | None, shared: pl.DataFrame | None) 
     return pl.concat(found, how="diagonal_relaxed").unique("id", keep="first", maintain_order=True)
 
 
-def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None,
-             shared: SharedIndex | None = None, run: str | None = None, progress: Progress | None = None) -> pl.DataFrame:
+def shared_candidates(frame: pl.DataFrame, cfg: DedupConfig, shared: SharedIndex, texts: Texts,
+                      run: str | None = None) -> pl.DataFrame | None:
+    """The shared index's rows sharing a band with an alive row (less those `run` added itself), sorted by id; the
+    alive rows are read and signed SHARED_CHUNK at a time."""
+    ids, found = frame.filter(ALIVE)["id"], []
+    for lo in range(0, ids.len(), SHARED_CHUNK):
+        part = texts(ids.slice(lo, SHARED_CHUNK))
+        rows = shared.candidates({f: signed(part.select(folded(f)).to_series(), cfg) for f in compared_fields(cfg)}, run)
+        found += [rows] if rows is not None else []
+    return pl.concat(found).unique("id", keep="first").sort("id") if found else None
+
+
+def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None, shared: SharedIndex | None = None,
+             run: str | None = None, progress: Progress | None = None, texts: Texts | None = None) -> pl.DataFrame:
     """id -> dup_of, dedup_cluster, dup_similarity and drop reason for every alive row.
 
-    With `shared`, the alive rows are signed first, the shared index is asked for the records sharing a
-    band with them (less those `run` added itself) and those join `previous`; the signatures serve twice.
+    `frame` holds the MinHash stage's columns (made here when it does not); `texts(ids)` reads those rows'
+    instruction and response (from `frame` when not given). With `shared`, the records in the shared index that
+    share a band with an alive row join `previous`.
     """
-    own = None
+    if "dedup_key" not in frame.columns:
+        frame = keyed(frame, cfg)
+    texts = texts or (lambda ids: rows_by_id(frame, ids, ["instruction", "response"]))
     if shared is not None:
-        own = own_signatures(frame, cfg)
-        sigs = {f: own[f"signature_{f}"].to_numpy() for f in compared_fields(cfg)}
-        previous = earlier_records(previous, shared.candidates(sigs, run) if own.height else None)
-    rows = _ranked(frame, cfg, previous)
+        previous = earlier_records(previous, shared_candidates(frame, cfg, shared, texts, run))
+    earlier = _earlier(previous, cfg)
+    rows = _ranked(frame, cfg, earlier)
     groups = rows.unique("group", keep="first", maintain_order=True)
-    dup_of, similarity, response, head = _near(groups, cfg, previous, progress or Progress("dedup"), own)
+    dup_of, similarity, response, head = _near(groups, cfg, texts, earlier, progress or Progress("dedup"))
     near = np.where(dup_of >= 0, dup_of, 0)
     groups = groups.select(
         "group", keeper=pl.col("id"), keeper_rank=pl.col("rank"),
@@ -277,12 +273,13 @@ def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | Non
     ).select("id", "dup_of", "dedup_cluster", "dup_similarity", "response_similarity", reason=reason)
 
 
-def dedup(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None,
-          shared: SharedIndex | None = None, run: str | None = None, progress: Progress | None = None) -> pl.DataFrame:
+def dedup(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | None = None, shared: SharedIndex | None = None,
+          run: str | None = None, progress: Progress | None = None, texts: Texts | None = None) -> pl.DataFrame:
     """Mark exact, near and earlier-run duplicates among alive rows; add COLUMNS to every row.
 
-    `previous`: earlier runs' index rows; `shared`: the shared index, `run` the identity of this run in it."""
-    found = verdicts(frame, cfg, previous, shared, run, progress)
+    `previous`: earlier runs' index rows; `shared`: the shared index, `run` the identity of this run in it;
+    `texts`: as in `verdicts`."""
+    found = verdicts(frame, cfg, previous, shared, run, progress, texts)
     frame = frame.drop([c for c in COLUMNS if c in frame.columns]).join(found, on="id", how="left", maintain_order="left")
     frame = mark(frame, pl.col("reason").is_not_null(), StageName.DEDUP, pl.col("reason"), _detail(cfg))
     return frame.drop("reason", "response_similarity")
@@ -302,8 +299,7 @@ def build_index(ledger: pl.DataFrame, cfg: DedupConfig) -> pl.DataFrame:
     """Keys and signatures of each compared field of the rows still alive (the curated ones), for later runs."""
     fields = compared_fields(cfg)
     kept = ledger.filter(ALIVE).select("id", "instruction", "response", *[folded(f).alias(f"key_{f}") for f in fields]).sort("id")
-    sig = {f"signature_{f}": pl.Series(signatures(kept[f"key_{f}"], cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars),
-                                       dtype=pl.Array(pl.UInt32, cfg.num_perm)) for f in fields}
+    sig = {f"signature_{f}": pl.Series(signed(kept[f"key_{f}"], cfg), dtype=pl.Array(pl.UInt32, cfg.num_perm)) for f in fields}
     return kept.with_columns(**sig, params=pl.lit(signature_params(cfg)))
 
 
@@ -327,12 +323,14 @@ def open_shared_index(cfg: DedupConfig) -> SharedIndex | None:
 
 
 def _stage(frame: pl.DataFrame, cfg: "CurationConfig", deps: Deps) -> pl.DataFrame:
-    """The stage: earlier runs from deps; in the shared index this run is its directory and ledger ids."""
+    """The stage: earlier runs from deps, texts read by id from the stage's input file; in the shared index this
+    run is its directory and ledger ids."""
     shared = deps.shared_index
     run = run_identity(deps.run_dir, frame["id"]) if shared is not None and deps.run_dir is not None else None
-    return dedup(frame, cfg.dedup, deps.previous_index, shared, run, deps.progress("dedup"))
+    source = deps.stage_input if deps.stage_input is not None else frame
+    texts = lambda ids: rows_by_id(source, ids, ["instruction", "response"])  # noqa: E731
+    return dedup(frame, cfg.dedup, deps.previous_index, shared, run, deps.progress("dedup"), texts)
 
 
-STAGE = Stage(StageName.DEDUP, _stage, ("dedup",),
-              requires=("quality",), adds=COLUMNS, per_row=False, reads=("instruction", "response", "quality"),
-              files=lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs])
+STAGE = Stage(StageName.DEDUP, _stage, ("dedup",), requires=("quality", *KEY_COLUMNS), adds=COLUMNS, per_row=False,
+              reads=("quality", *KEY_COLUMNS), files=lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs])
