@@ -9,9 +9,9 @@ import pytest
 from pipeline.dedup.minhash import shingles
 from pipeline.io import rows_by_id
 from pipeline.stages.dedup import COLUMNS, INDEX_FILE, build_index, dedup, load_previous
+from pipeline.stages.ingest import ingest
 from pipeline.stages.minhash import COLUMNS as KEY_COLUMNS
 from pipeline.stages.minhash import keyed
-from pipeline.stages.ingest import ingest
 from schemas.config import ConfigError, DedupConfig, IngestConfig, parse_config
 from schemas.ledger import DropReason
 from tests.conftest import ROOT

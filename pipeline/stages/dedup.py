@@ -157,9 +157,17 @@ def _ranked(frame: pl.DataFrame, cfg: DedupConfig, earlier: pl.DataFrame | None)
     return rows.with_row_index("rank").with_columns(group=pl.col("dedup_key") if cfg.exact else pl.col("rank"))
 
 
+def _paired(texts: pl.DataFrame, a: np.ndarray, b: np.ndarray) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """The rows of `texts` that pairs (a, b) name, folded (instruction, response, input), and the pairs' positions in them."""
+    docs = sorted_unique(np.concatenate([a, b]))
+    folded_texts = texts[docs].select(instruction=folded("instruction"), response=folded("response"), input=task_input(pl.col("instruction")))
+    return folded_texts, np.searchsorted(docs, a), np.searchsorted(docs, b)
+
+
 def _checked(texts: pl.DataFrame, a: np.ndarray, b: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """Whether each pair (rows a, b of `texts`: folded instruction, response, input) passes the response, number
-    and input checks."""
+    """Whether each pair (rows a, b of `texts`) passes the response, number and input checks; only the paired
+    rows are folded."""
+    texts, a, b = _paired(texts, a, b)
     similarity = exact_jaccard(texts["response"], a, b, cfg.ngram, cfg.shingle)
     inputs_agree = np.ones(len(a), dtype=bool) if cfg.input_threshold is None else _inputs_agree(texts, a, b, cfg.input_threshold)
     found = texts.select(inst=numbers(pl.col("instruction")), resp=numbers(pl.col("response")))
@@ -171,8 +179,8 @@ def _checked(texts: pl.DataFrame, a: np.ndarray, b: np.ndarray, cfg: DedupConfig
 
 def _candidate_texts(groups: pl.DataFrame, docs: np.ndarray, texts: Texts, earlier: pl.DataFrame | None,
                      cfg: DedupConfig) -> pl.DataFrame:
-    """Folded compared fields, instruction, response and task input of the rows `docs` of `groups`, in that order:
-    alive rows' read by id through `texts`, earlier runs' from their index rows."""
+    """Instruction, response and folded compared fields of the rows `docs` of `groups`, in that order: alive rows'
+    read by id through `texts`, earlier runs' from their index rows."""
     picked = groups[docs].select("id", "earlier").with_row_index("at")
     alive = picked.filter(~pl.col("earlier"))
     found = [texts(alive["id"]).select("instruction", "response").with_columns(at=alive["at"])]
@@ -180,8 +188,7 @@ def _candidate_texts(groups: pl.DataFrame, docs: np.ndarray, texts: Texts, earli
         old = picked.filter("earlier").join(earlier, on="id", how="left", maintain_order="left")
         found.append(old.select("instruction", "response", "at"))
     rows = pl.concat(found).sort("at")
-    return rows.select(*[folded(f).alias(f"key_{f}") for f in compared_fields(cfg)], instruction=folded("instruction"),
-                       response=folded("response"), input=task_input(pl.col("instruction")))
+    return rows.select("instruction", "response", *[folded(f).alias(f"key_{f}") for f in compared_fields(cfg)])
 
 
 def _near(groups: pl.DataFrame, cfg: DedupConfig, texts: Texts, earlier: pl.DataFrame | None,
@@ -211,7 +218,8 @@ def _near(groups: pl.DataFrame, cfg: DedupConfig, texts: Texts, earlier: pl.Data
     if len(dropped):
         x, y = np.searchsorted(docs, dropped), np.searchsorted(docs, dup_of[dropped])
         similarity[dropped] = np.min([exact_jaccard(k, x, y, cfg.ngram, cfg.shingle) for k in keys], axis=0)
-        response[dropped] = exact_jaccard(found["response"], x, y, cfg.ngram, cfg.shingle)
+        paired, x, y = _paired(found, x, y)
+        response[dropped] = exact_jaccard(paired["response"], x, y, cfg.ngram, cfg.shingle)
     return dup_of, similarity, response, components(n, i, j)
 
 
