@@ -157,17 +157,19 @@ def _ranked(frame: pl.DataFrame, cfg: DedupConfig, earlier: pl.DataFrame | None)
     return rows.with_row_index("rank").with_columns(group=pl.col("dedup_key") if cfg.exact else pl.col("rank"))
 
 
-def _paired(texts: pl.DataFrame, a: np.ndarray, b: np.ndarray) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
-    """The rows of `texts` that pairs (a, b) name, folded (instruction, response, input), and the pairs' positions in them."""
+Rows = Callable[[np.ndarray], pl.DataFrame]  # positions among the candidates -> those rows' instruction and response
+
+
+def _paired(rows: Rows, a: np.ndarray, b: np.ndarray) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """The rows pairs (a, b) name, read and folded (instruction, response, input), and the pairs' positions in them."""
     docs = sorted_unique(np.concatenate([a, b]))
-    folded_texts = texts[docs].select(instruction=folded("instruction"), response=folded("response"), input=task_input(pl.col("instruction")))
-    return folded_texts, np.searchsorted(docs, a), np.searchsorted(docs, b)
+    texts = rows(docs).select(instruction=folded("instruction"), response=folded("response"), input=task_input(pl.col("instruction")))
+    return texts, np.searchsorted(docs, a), np.searchsorted(docs, b)
 
 
-def _checked(texts: pl.DataFrame, a: np.ndarray, b: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """Whether each pair (rows a, b of `texts`) passes the response, number and input checks; only the paired
-    rows are folded."""
-    texts, a, b = _paired(texts, a, b)
+def _checked(rows: Rows, a: np.ndarray, b: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """Whether each pair (a, b) passes the response, number and input checks; only the paired rows are read."""
+    texts, a, b = _paired(rows, a, b)
     similarity = exact_jaccard(texts["response"], a, b, cfg.ngram, cfg.shingle)
     inputs_agree = np.ones(len(a), dtype=bool) if cfg.input_threshold is None else _inputs_agree(texts, a, b, cfg.input_threshold)
     found = texts.select(inst=numbers(pl.col("instruction")), resp=numbers(pl.col("response")))
@@ -177,39 +179,40 @@ def _checked(texts: pl.DataFrame, a: np.ndarray, b: np.ndarray, cfg: DedupConfig
     return agree & inputs_agree & (similarity >= (cfg.response_threshold or 0.0))
 
 
-def _candidate_texts(groups: pl.DataFrame, docs: np.ndarray, texts: Texts, earlier: pl.DataFrame | None,
-                     cfg: DedupConfig) -> pl.DataFrame:
-    """Instruction, response and folded compared fields of the rows `docs` of `groups`, in that order: alive rows'
-    read by id through `texts`, earlier runs' from their index rows."""
+def _texts_of(groups: pl.DataFrame, docs: np.ndarray, texts: Texts, earlier: pl.DataFrame | None) -> pl.DataFrame:
+    """Instruction and response of the rows `docs` of `groups`, in that order: alive rows' read by id through
+    `texts`, earlier runs' from their index rows."""
     picked = groups[docs].select("id", "earlier").with_row_index("at")
     alive = picked.filter(~pl.col("earlier"))
     found = [texts(alive["id"]).select("instruction", "response").with_columns(at=alive["at"])]
     if earlier is not None:
         old = picked.filter("earlier").join(earlier, on="id", how="left", maintain_order="left")
         found.append(old.select("instruction", "response", "at"))
-    rows = pl.concat(found).sort("at")
-    return rows.select("instruction", "response", *[folded(f).alias(f"key_{f}") for f in compared_fields(cfg)])
+    return pl.concat(found).sort("at").drop("at")
 
 
-def _near(groups: pl.DataFrame, cfg: DedupConfig, texts: Texts, earlier: pl.DataFrame | None,
+def _near(groups: pl.DataFrame, buckets: list[np.ndarray], cfg: DedupConfig, texts: Texts, earlier: pl.DataFrame | None,
           progress: Progress) -> tuple[np.ndarray, ...]:
     """Per distinct pair of texts (best first): kept one it duplicates (-1 if none), lower field and response
-    Jaccard to it, cluster head. Pairs come from the bucket keys; only the paired rows' texts are read and signed."""
+    Jaccard to it, cluster head. Pairs come from the bucket keys (`buckets`: each field's); only the rows that
+    share a bucket are read and signed, and only those of verified pairs are read again for the checks."""
     n = groups.height
     if cfg.threshold is None or n < 2:
         return np.full(n, -1), np.ones(n), np.ones(n), np.arange(n)
-    i, j = candidates_of_any(field_buckets(groups["dedup_buckets"], cfg), cfg.bucket_all_pairs)
+    i, j = candidates_of_any(buckets, cfg.bucket_all_pairs)
     was = groups["earlier"].to_numpy()
     fresh = ~(was[i] & was[j])  # earlier runs' records all stay, even when alike
     i, j = i[fresh], j[fresh]
     docs = sorted_unique(np.concatenate([i, j]))
-    found = _candidate_texts(groups, docs, texts, earlier, cfg)
-    keys = [found[f"key_{f}"] for f in compared_fields(cfg)]
+    rows: Rows = lambda local: _texts_of(groups, docs[local], texts, earlier)  # noqa: E731
+    found = rows(np.arange(len(docs))).select(*[folded(f).alias(f) for f in compared_fields(cfg)])
+    keys = [found[f] for f in compared_fields(cfg)]
     progress.start(len(docs) * len(keys), "candidate texts signed")
     sigs = [signed(k, cfg, progress.advance) for k in keys]
     a, b, _ = verified_pairs(sigs, keys, np.searchsorted(docs, i), np.searchsorted(docs, j), cfg.threshold, cfg.ngram, cfg.shingle)
+    del sigs
     if len(a):
-        ok = _checked(found, a, b, cfg)
+        ok = _checked(rows, a, b, cfg)
         a, b = a[ok], b[ok]
     i, j = docs[a], docs[b]
     dup_of = greedy_keepers(n, i, j)
@@ -218,7 +221,7 @@ def _near(groups: pl.DataFrame, cfg: DedupConfig, texts: Texts, earlier: pl.Data
     if len(dropped):
         x, y = np.searchsorted(docs, dropped), np.searchsorted(docs, dup_of[dropped])
         similarity[dropped] = np.min([exact_jaccard(k, x, y, cfg.ngram, cfg.shingle) for k in keys], axis=0)
-        paired, x, y = _paired(found, x, y)
+        paired, x, y = _paired(rows, x, y)
         response[dropped] = exact_jaccard(paired["response"], x, y, cfg.ngram, cfg.shingle)
     return dup_of, similarity, response, components(n, i, j)
 
@@ -259,7 +262,9 @@ def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | Non
     earlier = _earlier(previous, cfg)
     rows = _ranked(frame, cfg, earlier)
     groups = rows.unique("group", keep="first", maintain_order=True)
-    dup_of, similarity, response, head = _near(groups, cfg, texts, earlier, progress or Progress("dedup"))
+    buckets = field_buckets(groups["dedup_buckets"], cfg) if cfg.threshold is not None else []
+    rows, groups = rows.drop("dedup_buckets"), groups.drop("dedup_buckets")  # held once, as numpy
+    dup_of, similarity, response, head = _near(groups, buckets, cfg, texts, earlier, progress or Progress("dedup"))
     near = np.where(dup_of >= 0, dup_of, 0)
     groups = groups.select(
         "group", keeper=pl.col("id"), keeper_rank=pl.col("rank"),
