@@ -2,6 +2,7 @@
 
 import json
 import random
+from collections import Counter
 
 import polars as pl
 import pytest
@@ -242,7 +243,7 @@ def test_planted_edits_in_real_data_are_found(shared_data):
 
 
 def test_dedup_decides_on_the_minhash_columns_made_per_shard_and_reads_only_the_paired_texts(shared_data):
-    """The whole-set step gets (id, quality, key, buckets, length); texts are read by id for candidates only."""
+    """The whole-set step gets (id, quality, key, buckets, length); texts are read by id, of candidates only."""
     records = json.loads((shared_data / "alpaca" / "alpaca_data.json").read_text())[:3000]
     rows = [(f"{r['instruction']}\n\n{r['input']}".strip(), r["output"]) for r in records]
     rng = random.Random(1)
@@ -263,7 +264,8 @@ def test_dedup_decides_on_the_minhash_columns_made_per_shard_and_reads_only_the_
     assert out.select("id", *COLUMNS, "drop_reason", "drop_detail").equals(whole.select("id", *COLUMNS, "drop_reason", "drop_detail"))
     drops = dict(whole["drop_reason"].value_counts().rows())
     assert drops["exact_duplicate"] == 40 and drops["near_duplicate"] >= 60  # the planted ones, and a few of Alpaca's own
-    assert len(set(asked)) == len(asked) and 100 <= len(asked) < 0.2 * frame.height
+    # read to be signed, then again (verified pairs only) for the checks and for the detail of a drop
+    assert 100 <= len(set(asked)) < 0.2 * frame.height and max(Counter(asked).values()) <= 3
 
 
 JUDGED = ROOT / "tests" / "fixtures" / "dedup_alpaca_judged.json"
