@@ -243,7 +243,7 @@ def test_planted_edits_in_real_data_are_found(shared_data):
 
 
 def test_dedup_decides_on_the_minhash_columns_made_per_shard_and_reads_only_the_paired_texts(shared_data):
-    """The whole-set step gets (id, quality, key, buckets, length); texts are read by id, of candidates only."""
+    """The whole-set step gets (id, quality, response length, key, buckets); texts are read by id, of candidates only."""
     records = json.loads((shared_data / "alpaca" / "alpaca_data.json").read_text())[:3000]
     rows = [(f"{r['instruction']}\n\n{r['input']}".strip(), r["output"]) for r in records]
     rng = random.Random(1)
@@ -258,7 +258,8 @@ def test_dedup_decides_on_the_minhash_columns_made_per_shard_and_reads_only_the_
         asked.extend(ids.to_list())
         return rows_by_id(frame, ids, ["instruction", "response"])
 
-    compact = shards.select("id", "drop_stage", "drop_reason", "drop_detail", "quality", *KEY_COLUMNS)
+    compact = shards.select("id", "drop_stage", "drop_reason", "drop_detail", "quality", *KEY_COLUMNS,
+                            response_chars=pl.col("response").str.len_chars().cast(pl.Int64))  # the heuristics stage's
     out = dedup(compact, cfg, texts=texts)
     whole = dedup(frame, cfg)
     assert out.select("id", *COLUMNS, "drop_reason", "drop_detail").equals(whole.select("id", *COLUMNS, "drop_reason", "drop_detail"))

@@ -8,7 +8,7 @@ and inputs that agree (`dedup.input_threshold`: alike when both requests carry o
 record when one does).
 
 Needs the whole set (any two alive records, or a record and one curated by an earlier run, may pair), so it works
-on a compact table: id, quality and what the per-row MinHash stage made (exact key, bucket keys, length). Work
+on a compact table: id, quality, response length and what the per-row MinHash stage made (exact key, bucket keys). Work
 happens once per distinct exact key; only the rows that share a bucket have their texts read (by id) and signed,
 and the verdict joins back to rows on `id`. Earlier runs' records come from their `dedup_index.parquet`
 (`dedup.previous_runs`) and, with `dedup.shared_index`, from the shared index: the ones sharing a band with an
@@ -148,7 +148,7 @@ def _earlier(previous: pl.DataFrame | None, cfg: DedupConfig) -> pl.DataFrame | 
 def _ranked(frame: pl.DataFrame, cfg: DedupConfig, earlier: pl.DataFrame | None) -> pl.DataFrame:
     """Alive rows and earlier-run rows, best keeper first: earlier runs, quality, response length, id."""
     rows = frame.filter(ALIVE).select("id", "dedup_key", "dedup_buckets", earlier=pl.lit(False),
-                                      score=pl.col("quality").cast(pl.Float64), length=pl.col("dedup_length"))
+                                      score=pl.col("quality").cast(pl.Float64), length=pl.col("response_chars"))
     if earlier is not None:
         old = earlier.select("id", "dedup_key", "dedup_buckets", earlier=pl.lit(True), score=pl.lit(None, pl.Float64),
                              length=pl.lit(0, pl.Int64))
@@ -250,12 +250,14 @@ def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | Non
              run: str | None = None, progress: Progress | None = None, texts: Texts | None = None) -> pl.DataFrame:
     """id -> dup_of, dedup_cluster, dup_similarity and drop reason for every alive row.
 
-    `frame` holds the MinHash stage's columns (made here when it does not); `texts(ids)` reads those rows'
-    instruction and response (from `frame` when not given). With `shared`, the records in the shared index that
+    `frame` holds the MinHash stage's columns and the heuristics' `response_chars` (made here when it does not);
+    `texts(ids)` reads those rows' instruction and response (from `frame` when not given). With `shared`, the records in the shared index that
     share a band with an alive row join `previous`.
     """
     if "dedup_key" not in frame.columns:
         frame = keyed(frame, cfg)
+    if "response_chars" not in frame.columns:
+        frame = frame.with_columns(response_chars=pl.col("response").str.len_chars().cast(pl.Int64).fill_null(0))
     texts = texts or (lambda ids: rows_by_id(frame, ids, ["instruction", "response"]))
     if shared is not None:
         previous = earlier_records(previous, shared_candidates(frame, cfg, shared, texts, run))
@@ -345,5 +347,5 @@ def _stage(frame: pl.DataFrame, cfg: "CurationConfig", deps: Deps) -> pl.DataFra
     return dedup(frame, cfg.dedup, deps.previous_index, shared, run, deps.progress("dedup"), texts)
 
 
-STAGE = Stage(StageName.DEDUP, _stage, ("dedup",), requires=("quality", *KEY_COLUMNS), adds=COLUMNS, per_row=False,
-              reads=("quality", *KEY_COLUMNS), files=lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs])
+STAGE = Stage(StageName.DEDUP, _stage, ("dedup",), requires=("quality", "response_chars", *KEY_COLUMNS), adds=COLUMNS,
+              per_row=False, reads=("quality", "response_chars", *KEY_COLUMNS), files=lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs])

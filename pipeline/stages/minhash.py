@@ -1,9 +1,9 @@
 """MinHash stage: per alive row, what dedup pairs rows on, so the whole-set dedup works on a compact table.
 
 Per row, so it runs shard by shard on every worker: a hash of the compared fields folded (equal hashes are exact
-duplicates), the LSH bucket key of each band of each field's MinHash signature, and the response length dedup
-breaks ties with. Dedup then pairs rows on (id, bucket keys) and reads the texts of only the rows that share a
-bucket. Working columns: the stage files carry them, the ledger does not.
+duplicates) and the LSH bucket key of each band of each field's MinHash signature. Dedup then pairs rows on
+(id, bucket keys) and reads the texts of only the rows that share a bucket. Working columns: the stage files carry
+them, the ledger does not.
 """
 
 import polars as pl
@@ -18,16 +18,14 @@ COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "dedup_key": (pl.Binary, "128-bit BLAKE2b of the compared fields, folded: equal keys are exact duplicates; null if dropped before dedup"),
     "dedup_buckets": (pl.List(pl.UInt32), "LSH bucket key of each band of each compared field's MinHash signature; null when "
                       "dedup.threshold is off or the row was dropped before dedup"),
-    "dedup_length": (pl.Int64, "response length in characters: dedup's keeper order after quality; null if dropped before dedup"),
 }
 
 
 def keyed(frame: pl.DataFrame, cfg: DedupConfig, progress: Progress | None = None) -> pl.DataFrame:
     """`frame` with COLUMNS for its alive rows; each distinct folded text is signed once."""
     fields = compared_fields(cfg)
-    rows = frame.filter(ALIVE).select("id", *[folded(f).alias(f) for f in fields],
-                                      dedup_length=pl.col("response").fill_null("").str.len_chars().cast(pl.Int64))
-    found = rows.select("id", "dedup_length", exact_key(rows.select(fields)))
+    rows = frame.filter(ALIVE).select("id", *[folded(f).alias(f) for f in fields])
+    found = rows.select("id", exact_key(rows.select(fields)))
     if cfg.threshold is not None:
         sigs = []
         for f in fields:
