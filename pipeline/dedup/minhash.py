@@ -7,7 +7,6 @@ Signatures follow datasketch >= 2.0 "affine32": a*fmix32(h)+b mod 2**32, minimum
 so `datasketch.MinHash(num_perm, seed, hashfunc=shingle_hash)` fed the same shingles agrees.
 """
 
-import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ MULT = np.uint64(0x9E3779B97F4A7C15)  # odd, hence invertible mod 2**64
 MULT_INV = np.uint64(pow(int(MULT), -1, 1 << 64))
 LOW32 = np.uint64(0xFFFFFFFF)
 EMPTY = np.uint32(0xFFFFFFFF)  # datasketch's value for a permutation that saw no shingle
-MAX_THREADS = 8  # signature batches run on up to this many cores at once
+MAX_THREADS = 8  # signature batches run on up to this many cores at once (and no more than polars uses)
 CHUNK = 8192  # shingles per permutation block: (num_perm, CHUNK) uint32 stays in cache
 
 
@@ -162,9 +161,10 @@ def text_batches(texts: pl.Series, chars: int) -> list[slice]:
 
 def signatures(texts: pl.Series, n: int, unit: str, num_perm: int, seed: int, batch_chars: int = 1 << 18,
                advance: Callable[[int], None] = lambda n: None) -> np.ndarray:
-    """MinHash signatures of many texts, about `batch_chars` codepoints per batch, batches on all cores.
+    """MinHash signatures of many texts, about `batch_chars` codepoints per batch, batches side by side.
 
-    numpy releases the GIL in its loops, so threads scale; each batch writes only its own rows.
+    numpy releases the GIL in its loops, so threads scale; each batch writes only its own rows. As many threads as
+    polars' pool (POLARS_MAX_THREADS), so a worker pinned to one thread signs on one.
     `advance(k)` is called as each batch of k texts is signed.
     """
     a, b = permutations(num_perm, seed)
@@ -175,7 +175,7 @@ def signatures(texts: pl.Series, n: int, unit: str, num_perm: int, seed: int, ba
         out[part] = signatures_of(counts, hashes, a, b)
         return len(counts)
 
-    with ThreadPoolExecutor(min(MAX_THREADS, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(min(MAX_THREADS, pl.thread_pool_size())) as pool:
         for signed in pool.map(sign, text_batches(texts, batch_chars)):
             advance(signed)
     return out
