@@ -251,8 +251,8 @@ def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | Non
     """id -> dup_of, dedup_cluster, dup_similarity and drop reason for every alive row.
 
     `frame` holds the MinHash stage's columns and the heuristics' `response_chars` (made here when it does not);
-    `texts(ids)` reads those rows' instruction and response (from `frame` when not given). With `shared`, the records in the shared index that
-    share a band with an alive row join `previous`.
+    `texts(ids)` reads those rows' instruction and response (from `frame` when not given). With `shared`, the
+    records in the shared index that share a band with an alive row join `previous`.
     """
     if "dedup_key" not in frame.columns:
         frame = keyed(frame, cfg)
