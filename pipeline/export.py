@@ -9,17 +9,16 @@ from pipeline import runinfo
 from pipeline.dedup.shared import run_identity
 from pipeline.io import batches, write_batches, write_json, write_parquet, write_text
 from pipeline.mark import ALIVE
+from pipeline.plan import WORKING
 from pipeline.report.diversity import diversity_metrics, random_baseline
 from pipeline.report.html import write_report
 from pipeline.report.runstats import Frame, collect
 from pipeline.stage import Deps
 from pipeline.stages.dedup import INDEX_FILE, build_index
 from pipeline.stages.embed import as_array, embed
-from pipeline.stages.minhash import COLUMNS as KEY_COLUMNS
 from pipeline.stages.pii import redact
 from schemas.config import CurationConfig
 
-WORKING = ("embedding", *KEY_COLUMNS)  # columns stages carry for each other, not written to the ledger
 WIDE = ("messages", "rejected_messages", *WORKING)  # what the counts and the report never read
 
 

@@ -3,6 +3,10 @@
 from pipeline.stage import Stage
 from pipeline.stages import category, decontam, dedup, embed, heuristics, language, minhash, pii, score, select, semantic
 
+# Columns stages carry for each other, not written to the ledger: the pool's vectors (embeddings.parquet holds
+# them) and dedup's keys.
+WORKING = ("embedding", *minhash.COLUMNS)
+
 STAGES: list[Stage] = [
     heuristics.STAGE,
     language.STAGE,

@@ -7,8 +7,7 @@ from test_report import build_run
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipeline.export import WORKING
-from pipeline.plan import STAGES
+from pipeline.plan import STAGES, WORKING
 from pipeline.report import runstats
 from pipeline.report.columns import column_docs, undocumented
 from pipeline.report.html import write_report

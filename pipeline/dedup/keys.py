@@ -9,7 +9,6 @@ import hashlib
 import numpy as np
 import polars as pl
 
-from pipeline.dedup.lsh import bucket_keys
 from pipeline.dedup.minhash import signatures
 from schemas.config.dedup import DedupConfig
 
@@ -42,14 +41,14 @@ def signed(texts: pl.Series, cfg: DedupConfig, advance=lambda n: None) -> np.nda
     return signatures(texts, cfg.ngram, cfg.shingle, cfg.num_perm, cfg.seed, cfg.batch_chars, advance)
 
 
-def buckets_of(sigs: list[np.ndarray], cfg: DedupConfig) -> pl.Series:
-    """Each row's LSH bucket keys, `cfg.bands` per compared field, field after field."""
-    keys = np.concatenate([bucket_keys(sig, cfg.bands) for sig in sigs], axis=1)
+def bucket_column(keys: list[np.ndarray]) -> pl.Series:
+    """Each row's LSH bucket keys (`bucket_keys` of each compared field's signatures), field after field."""
+    keys = np.concatenate(keys, axis=1)
     return pl.Series("dedup_buckets", keys, dtype=pl.Array(pl.UInt32, keys.shape[1])).cast(pl.List(pl.UInt32))
 
 
 def field_buckets(buckets: pl.Series, cfg: DedupConfig) -> list[np.ndarray]:
-    """`buckets_of`'s column back as one (rows, bands) array per compared field."""
+    """`bucket_column`'s column back as one (rows, bands) array per compared field."""
     fields = compared_fields(cfg)
     keys = buckets.list.to_array(cfg.bands * len(fields)).to_numpy().reshape(len(buckets), len(fields) * cfg.bands)
     return [keys[:, k * cfg.bands:(k + 1) * cfg.bands] for k in range(len(fields))]

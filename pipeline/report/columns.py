@@ -7,9 +7,8 @@ report.html embeds it.
 
 import polars as pl
 
-from pipeline.plan import STAGES
+from pipeline.plan import STAGES, WORKING
 from pipeline.stages.embed import EMBEDDING_COLUMNS
-from pipeline.stages.minhash import COLUMNS as KEY_COLUMNS
 from schemas.ledger import LEDGER_COLUMNS, QUARANTINE_COLUMNS, STAGE_COLUMNS
 
 DOC_SCHEMA = {"table": pl.String, "column": pl.String, "dtype": pl.String, "set_by": pl.String, "meaning": pl.String}
@@ -19,7 +18,7 @@ def _stage_columns() -> list[tuple[str, str, pl.DataType, str]]:
     """(stage, column, dtype, meaning) for every column a stage adds to the ledger (vectors go to their own file,
     dedup's keys stay in the stage files)."""
     return [(str(stage.name), column, dtype, meaning) for stage in STAGES
-            for column, (dtype, meaning) in stage.adds.items() if column not in {*EMBEDDING_COLUMNS, *KEY_COLUMNS}]
+            for column, (dtype, meaning) in stage.adds.items() if column not in WORKING]
 
 
 def column_docs() -> pl.DataFrame:

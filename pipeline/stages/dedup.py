@@ -23,13 +23,14 @@ import numpy as np
 import polars as pl
 
 from pipeline.dedup.cluster import components, greedy_keepers
-from pipeline.dedup.keys import NOT_WORD_RUN, buckets_of, compared_fields, exact_key, field_buckets, folded, signed
-from pipeline.dedup.lsh import candidates_of_any, exact_jaccard, sorted_unique, verified_pairs
+from pipeline.dedup.keys import NOT_WORD_RUN, bucket_column, compared_fields, exact_key, field_buckets, folded, signed
+from pipeline.dedup.lsh import bucket_keys, candidates_of_any, exact_jaccard, sorted_unique, verified_pairs
 from pipeline.dedup.shared import SharedIndex, run_identity
 from pipeline.io import rows_by_id
 from pipeline.mark import ALIVE, mark
 from pipeline.progress import Progress
 from pipeline.stage import Deps, Stage, StageName
+from pipeline.stages.heuristics import chars
 from pipeline.stages.minhash import COLUMNS as KEY_COLUMNS
 from pipeline.stages.minhash import keyed
 from schemas.config.dedup import DedupConfig
@@ -142,7 +143,7 @@ def _earlier(previous: pl.DataFrame | None, cfg: DedupConfig) -> pl.DataFrame | 
     if cfg.threshold is None:
         return rows.with_columns(pl.lit(None, pl.List(pl.UInt32)).alias("dedup_buckets"))
     sigs = [previous[f"signature_{f}"].to_numpy() if reusable else signed(keys[f], cfg) for f in fields]
-    return rows.with_columns(buckets_of(sigs, cfg))
+    return rows.with_columns(bucket_column([bucket_keys(sig, cfg.bands) for sig in sigs]))
 
 
 def _ranked(frame: pl.DataFrame, cfg: DedupConfig, earlier: pl.DataFrame | None) -> pl.DataFrame:
@@ -257,7 +258,7 @@ def verdicts(frame: pl.DataFrame, cfg: DedupConfig, previous: pl.DataFrame | Non
     if "dedup_key" not in frame.columns:
         frame = keyed(frame, cfg)
     if "response_chars" not in frame.columns:
-        frame = frame.with_columns(response_chars=pl.col("response").str.len_chars().cast(pl.Int64).fill_null(0))
+        frame = frame.with_columns(response_chars=chars("response"))
     texts = texts or (lambda ids: rows_by_id(frame, ids, ["instruction", "response"]))
     if shared is not None:
         previous = earlier_records(previous, shared_candidates(frame, cfg, shared, texts, run))

@@ -33,13 +33,18 @@ COLUMNS: dict[str, tuple[pl.DataType, str]] = {
 }
 
 
+def chars(column: str) -> pl.Expr:
+    """Characters in a text column (0 for null)."""
+    return pl.col(column).str.len_chars().cast(pl.Int64).fill_null(0)
+
+
 def signals(frame: pl.DataFrame, cfg: HeuristicsConfig) -> pl.DataFrame:
     """Length, letter-share and repetition columns for every row."""
     ins, res = char_counts(frame["instruction"]), char_counts(frame["response"])
     return frame.with_columns(
-        instruction_chars=pl.col("instruction").str.len_chars().cast(pl.Int64).fill_null(0),
+        instruction_chars=chars("instruction"),
         instruction_words=ins["words"],
-        response_chars=pl.col("response").str.len_chars().cast(pl.Int64).fill_null(0),
+        response_chars=chars("response"),
         response_words=res["words"],
         alnum_share=(res["alnum"] / res["visible"]).fill_nan(1.0),
         ngram_repeat_share=repeated_ngram_share(frame["response"], res["words"], cfg.repetition_ngram, cfg.repetition_min_words),

@@ -8,7 +8,8 @@ them, the ledger does not.
 
 import polars as pl
 
-from pipeline.dedup.keys import buckets_of, compared_fields, exact_key, folded, signed
+from pipeline.dedup.keys import bucket_column, compared_fields, exact_key, folded, signed
+from pipeline.dedup.lsh import bucket_keys
 from pipeline.mark import ALIVE
 from pipeline.progress import Progress
 from pipeline.stage import Stage, StageName
@@ -22,20 +23,20 @@ COLUMNS: dict[str, tuple[pl.DataType, str]] = {
 
 
 def keyed(frame: pl.DataFrame, cfg: DedupConfig, progress: Progress | None = None) -> pl.DataFrame:
-    """`frame` with COLUMNS for its alive rows; each distinct folded text is signed once."""
+    """`frame` with COLUMNS for its alive rows; each distinct folded text is signed and bucketed once."""
     fields = compared_fields(cfg)
     rows = frame.filter(ALIVE).select("id", *[folded(f).alias(f) for f in fields])
     found = rows.select("id", exact_key(rows.select(fields)))
     if cfg.threshold is not None:
-        sigs = []
+        keys = []
         for f in fields:
             distinct = rows[f].unique(maintain_order=True)
             if progress is not None:
                 progress.start(distinct.len(), f"{f} texts signed")
             sig = signed(distinct, cfg, progress.advance if progress is not None else lambda n: None)
             at = rows.select(pl.col(f)).join(distinct.to_frame().with_row_index("at"), on=f, how="left", maintain_order="left")["at"]
-            sigs.append(sig[at.to_numpy()])
-        found = found.with_columns(buckets_of(sigs, cfg))
+            keys.append(bucket_keys(sig, cfg.bands)[at.to_numpy()])
+        found = found.with_columns(bucket_column(keys))
     else:
         found = found.with_columns(pl.lit(None, pl.List(pl.UInt32)).alias("dedup_buckets"))
     frame = frame.drop([c for c in COLUMNS if c in frame.columns])
