@@ -22,6 +22,7 @@ longest baselines depend on the input and the exact-duplicate and decontaminatio
 import argparse
 import copy
 import json
+import logging
 import os
 import sys
 import time
@@ -103,6 +104,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--packing", action=argparse.BooleanOptionalAction, default=True,
+                    help="pack examples into full max-length blocks, so every set trains on the same number of tokens "
+                    "(--no-packing: one example a sequence, which gives sets of longer answers more tokens per step)")
     ap.add_argument("--refs", type=int, default=100, help="references per set")
     ap.add_argument("--ref-tokens", type=int, default=256, help="completion tokens of each reference scored")
     ap.add_argument("--short-tokens", type=int, default=128, help="length-controlled: only the first N completion tokens")
@@ -115,9 +119,12 @@ def main() -> None:
     curate_s = time.perf_counter() - start
     sets = training_sets(run, args.draws, args.seed)
     cfg = TrainConfig(model=args.model, max_steps=args.steps, batch_size=args.batch, max_length=args.max_length,
-                      overlong="truncate", learning_rate=args.lr, eval_fraction=0.0, seed=args.seed,
+                      overlong="truncate", packing=args.packing, learning_rate=args.lr, eval_fraction=0.0, seed=args.seed,
                       save_steps=args.steps + 1, logging_steps=10, lora={"enabled": True, "r": 16, "alpha": 32})
-    train_s, models = {}, {}
+    train_s, models, seen = {}, {}, {}
+    log = logging.getLogger("winnow.outcome")
+    log.addHandler(logging.StreamHandler(sys.stdout))
+    log.setLevel(logging.INFO)  # training steps, as `winnow train` shows them
     for name, rows in sets.items():
         # A model is named by what it was trained on and how, so a rerun (another selection config, the same
         # baselines) trains only the sets that changed.
@@ -129,9 +136,10 @@ def main() -> None:
         path = work / "sets" / f"{name}.parquet"
         write_parquet(rows, path)
         t = time.perf_counter()
-        trained = train(path, models[name], cfg)
-        train_s[name] = time.perf_counter() - t
-        print(f"trained {name}: {rows.height} rows, {train_s[name]:.0f}s, train loss {trained.get('train_loss')}", flush=True)
+        trained = train(path, models[name], cfg, log)
+        train_s[name], seen[name] = time.perf_counter() - t, trained.get("tokens_seen")
+        print(f"trained {name}: {rows.height} rows, {train_s[name]:.0f}s, {trained.get('tokens_seen')} tokens seen, "
+              f"train loss {trained.get('train_loss')}", flush=True)
     refs = references(args.refs, args.seed)
     scorer = LMScorer(args.model, max_prompt_tokens=512, max_response_tokens=args.ref_tokens)
     base = scorer.model
@@ -155,19 +163,27 @@ def main() -> None:
     for name, path in models.items():
         results[name] = evaluated(path.name, lambda: PeftModel.from_pretrained(copy.deepcopy(base), str(path)).eval())
     report(results, sets, args, curate_s, train_s, time.perf_counter() - start)
-    (work / "outcome.json").write_text(json.dumps({"args": vars(args), "results": results, "train_seconds": train_s,
+    (work / "outcome.json").write_text(json.dumps({"args": vars(args), "results": results, "train_seconds": train_s, "tokens_seen": seen,
                                                    "wall_seconds": time.perf_counter() - start}, indent=2))
+
+
+def median_answer_chars(rows: pl.DataFrame) -> float:
+    """Median length of each row's last assistant turn: what a set of longer answers gives each training step."""
+    last = rows["messages"].list.eval(pl.element().filter(pl.element().struct.field("role") == "assistant")).list.last()
+    return float(last.struct.field("content").str.len_chars().median())
 
 
 def report(results: dict, sets: dict, args, curate_s: float, train_s: dict, wall: float) -> None:
     refs = list(results["base"])
     randoms = [k for k in sets if k.startswith("random")]
     print(f"\n{args.budget} rows per set, {args.steps} steps x batch {args.batch}, max length {args.max_length}, "
+          f"{'packed' if args.packing else 'one example a sequence'}, "
           f"LoRA r16, {args.model}; mean completion NLL (nats/token), lower is better")
     head = "".join(f"{r + ' (full)':>28}{'first ' + str(args.short_tokens):>12}" for r in refs)
-    print(f"{'set':<12}{head}")
+    print(f"{'set':<12}{head}{'median answer chars':>22}")
     for name, values in results.items():
-        print(f"{name:<12}" + "".join(f"{values[r][0]:>28.4f}{values[r][1]:>12.4f}" for r in refs))
+        answer = f"{median_answer_chars(sets[name]):>22.0f}" if name in sets else ""
+        print(f"{name:<12}" + "".join(f"{values[r][0]:>28.4f}{values[r][1]:>12.4f}" for r in refs) + answer)
     for r in refs:
         for m, label in ((0, "full"), (1, f"first {args.short_tokens}")):
             rand = [results[k][r][m] for k in randoms]

@@ -4,7 +4,6 @@ stage outputs by path, on the task runner `execution.runner` names.
 pipeline.runner owns keys, resume, checks, shards and cleanup; this file only orchestrates.
 """
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,8 +18,6 @@ from pipeline.io import expand_inputs, file_sha256
 from pipeline.plan import STAGES
 from schemas.config import CurationConfig
 
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 OPTIONS = dict(retries=1, retry_delay_seconds=1, cache_policy=NONE)
 
 

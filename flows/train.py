@@ -8,7 +8,6 @@ from prefect.cache_policies import NONE
 
 from schemas.config import TrainConfig
 
-os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

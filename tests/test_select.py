@@ -153,6 +153,15 @@ def test_candidate_pool_skips_rows_a_full_quota_would_refuse():
     assert pool["category"].to_list() == ["open_qa", "open_qa", "maths", "maths"]
 
 
+def test_prefer_longer_lets_the_longer_answers_of_a_quality_step_into_the_pool():
+    rows = [(f"r{i}", 0.91 + i * 0.001, "open_qa", unit(*np.eye(12)[i])) for i in range(12)]  # one quality step
+    frame = make(rows)[0].with_columns(response_words=pl.Series([5, 300, 40, 250, 7, 9, 120, 3, 60, 80, 2, 1]))
+    seeded = candidates(frame, cfg(budget=2, pool_factor=2.0, quality_step=0.1))["id"].to_list()
+    longer = candidates(frame, cfg(budget=2, pool_factor=2.0, quality_step=0.1, prefer_longer=True))["id"].to_list()
+    assert longer == ["r1", "r3", "r6", "r9"]
+    assert seeded != longer and len(seeded) == 4  # the seeded order does not look at length
+
+
 def test_missing_embeddings_for_candidates_is_a_caller_error(pool):
     frame, emb = pool
     with pytest.raises(ValueError, match="embed them first"):

@@ -57,7 +57,8 @@ def ranked(frame: pl.DataFrame, cfg: SelectConfig, by: str = "selection_score") 
         (_steps(cfg.quality_step) if cfg.quality_step else pl.col("_q")).alias("_band"),
         *[(pl.col(g) if g in alive.columns else pl.lit(None, pl.String)).fill_null("unknown").alias(f"_{g}") for g in GROUPS],
     )
-    return alive.sort(["_band", "_h"], descending=[True, False])
+    order = ["_band", "response_words", "_h"] if cfg.prefer_longer else ["_band", "_h"]
+    return alive.sort(order, descending=[True] * (len(order) - 1) + [False], nulls_last=True)
 
 
 def cap(cfg: SelectConfig, group: str, value: str) -> int | None:
@@ -287,5 +288,5 @@ def _run(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
 
 
 STAGE = Stage(StageName.SELECT, _run, ("select",), requires=("embedding", "selection_score", "quality", "lang", "category"),
-              adds=COLUMNS, per_row=False, reads=("embedding", "selection_score", "score_evidence", "quality", "lang", "category",
-                                                  "n_turns"))
+              adds=COLUMNS, per_row=False, reads=("embedding", "selection_score", "score_evidence", "quality", "response_words", "lang",
+                                                  "category", "n_turns"))

@@ -45,6 +45,10 @@ class SelectConfig(Section):
         "noise, and among rows that tie diversity decides, which keeps the set from collapsing onto whatever style "
         "the quality score favours. None ranks by the exact score (classic DEITA).",
     )
+    prefer_longer: bool = Field(
+        False, description="Within one quality step (and among rows that tie on their score), longer answers come "
+        "first, instead of the seeded order: they decide which rows enter the candidate pool. Among good answers, "
+        "longer ones train better (Zhao et al. 2024, 'Long Is More for Alignment'); see bench/outcome.py.")
     pool_factor: float | None = Field(
         8.0, ge=1,
         description="The candidate pool: the best pool_factor x budget rows by quality (and, per quota group, "
