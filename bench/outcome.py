@@ -4,7 +4,8 @@ From one input pool, three kinds of set of the same size: winnow's curated set, 
 (at least two, for the spread), and the longest responses (the strong baseline of Zhao et al. 2024,
 "Long Is More for Alignment"). The random and longest sets are drawn from the same valid records,
 without exact copies and without what decontamination flagged. The same small model is fine-tuned on
-each through `pipeline.train.sft` (LoRA, same seed, steps, batch and max length), then the mean NLL of
+each through `pipeline.train.sft` (LoRA, same seed, steps, batch and max length; examples packed into the
+sequences, so that short answers are not padded out and each set's tokens trained on are printed), then the mean NLL of
 the completion tokens of two fixed held-out reference sets is measured: AlpacaEval's GPT-4 answers
 (long, machine-written) and self-instruct's user-oriented tasks (short, human-written), in full (up to
 --ref-tokens) and over the first --short-tokens only (length-controlled). Lower is better.
@@ -105,8 +106,8 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--packing", action=argparse.BooleanOptionalAction, default=True,
-                    help="pack examples into full max-length blocks, so every set trains on the same number of tokens "
-                    "(--no-packing: one example a sequence, which gives sets of longer answers more tokens per step)")
+                    help="pack examples into max-length sequences, so that short answers share one and a set of short answers "
+                    "trains on about as many tokens a step as a set of long ones (--no-packing: one example a sequence)")
     ap.add_argument("--refs", type=int, default=100, help="references per set")
     ap.add_argument("--ref-tokens", type=int, default=256, help="completion tokens of each reference scored")
     ap.add_argument("--short-tokens", type=int, default=128, help="length-controlled: only the first N completion tokens")
