@@ -39,7 +39,7 @@ SHARED = ROOT.parent / "shared" / "data"
 from pipeline.cache import sha  # noqa: E402
 from pipeline.io import write_parquet  # noqa: E402
 from pipeline.stages.score import LMScorer  # noqa: E402
-from pipeline.train.sft import train  # noqa: E402
+from pipeline.train.sft import MANIFEST, train  # noqa: E402
 from schemas.config import TrainConfig, load_config  # noqa: E402
 from schemas.ledger import DropReason  # noqa: E402
 
@@ -122,7 +122,7 @@ def main() -> None:
     cfg = TrainConfig(model=args.model, max_steps=args.steps, batch_size=args.batch, max_length=args.max_length,
                       overlong="truncate", packing=args.packing, learning_rate=args.lr, eval_fraction=0.0, seed=args.seed,
                       save_steps=args.steps + 1, logging_steps=10, lora={"enabled": True, "r": 16, "alpha": 32})
-    train_s, models, seen = {}, {}, {}
+    train_s, models = {}, {}
     log = logging.getLogger("winnow.outcome")
     log.addHandler(logging.StreamHandler(sys.stdout))
     log.setLevel(logging.INFO)  # training steps, as `winnow train` shows them
@@ -138,7 +138,7 @@ def main() -> None:
         write_parquet(rows, path)
         t = time.perf_counter()
         trained = train(path, models[name], cfg, log)
-        train_s[name], seen[name] = time.perf_counter() - t, trained.get("tokens_seen")
+        train_s[name] = time.perf_counter() - t
         print(f"trained {name}: {rows.height} rows, {train_s[name]:.0f}s, {trained.get('tokens_seen')} tokens seen, "
               f"train loss {trained.get('train_loss')}", flush=True)
     refs = references(args.refs, args.seed)
@@ -163,7 +163,9 @@ def main() -> None:
     results = {"base": evaluated("base", None)}
     for name, path in models.items():
         results[name] = evaluated(path.name, lambda: PeftModel.from_pretrained(copy.deepcopy(base), str(path)).eval())
-    report(results, sets, args, curate_s, train_s, time.perf_counter() - start)
+    # from each model's own manifest, so that reused models count too
+    seen = {name: json.loads((path / MANIFEST).read_text())["tokens_seen"] for name, path in models.items()}
+    report(results, sets, seen, args, curate_s, train_s, time.perf_counter() - start)
     (work / "outcome.json").write_text(json.dumps({"args": vars(args), "results": results, "train_seconds": train_s, "tokens_seen": seen,
                                                    "wall_seconds": time.perf_counter() - start}, indent=2))
 
@@ -174,16 +176,16 @@ def median_answer_chars(rows: pl.DataFrame) -> float:
     return float(last.struct.field("content").str.len_chars().median())
 
 
-def report(results: dict, sets: dict, args, curate_s: float, train_s: dict, wall: float) -> None:
+def report(results: dict, sets: dict, seen: dict, args, curate_s: float, train_s: dict, wall: float) -> None:
     refs = list(results["base"])
     randoms = [k for k in sets if k.startswith("random")]
     print(f"\n{args.budget} rows per set, {args.steps} steps x batch {args.batch}, max length {args.max_length}, "
           f"{'packed' if args.packing else 'one example a sequence'}, "
           f"LoRA r16, {args.model}; mean completion NLL (nats/token), lower is better")
     head = "".join(f"{r + ' (full)':>28}{'first ' + str(args.short_tokens):>12}" for r in refs)
-    print(f"{'set':<12}{head}{'median answer chars':>22}")
+    print(f"{'set':<12}{head}{'median answer chars':>22}{'tokens trained':>16}")
     for name, values in results.items():
-        answer = f"{median_answer_chars(sets[name]):>22.0f}" if name in sets else ""
+        answer = f"{median_answer_chars(sets[name]):>22.0f}{seen[name]:>16,}" if name in sets else ""
         print(f"{name:<12}" + "".join(f"{values[r][0]:>28.4f}{values[r][1]:>12.4f}" for r in refs) + answer)
     for r in refs:
         for m, label in ((0, "full"), (1, f"first {args.short_tokens}")):

@@ -10,6 +10,7 @@ import pytest
 from pipeline.dedup.minhash import shingles
 from pipeline.io import rows_by_id
 from pipeline.stages.dedup import COLUMNS, INDEX_FILE, build_index, dedup, load_previous
+from pipeline.stages.heuristics import chars
 from pipeline.stages.ingest import ingest
 from pipeline.stages.minhash import COLUMNS as KEY_COLUMNS
 from pipeline.stages.minhash import keyed
@@ -258,8 +259,7 @@ def test_dedup_decides_on_the_minhash_columns_made_per_shard_and_reads_only_the_
         asked.extend(ids.to_list())
         return rows_by_id(frame, ids, ["instruction", "response"])
 
-    compact = shards.select("id", "drop_stage", "drop_reason", "drop_detail", "quality", *KEY_COLUMNS,
-                            response_chars=pl.col("response").str.len_chars().cast(pl.Int64))  # the heuristics stage's
+    compact = shards.select("id", "drop_stage", "drop_reason", "drop_detail", "quality", *KEY_COLUMNS, response_chars=chars("response"))
     out = dedup(compact, cfg, texts=texts)
     whole = dedup(frame, cfg)
     assert out.select("id", *COLUMNS, "drop_reason", "drop_detail").equals(whole.select("id", *COLUMNS, "drop_reason", "drop_detail"))

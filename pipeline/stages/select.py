@@ -57,8 +57,9 @@ def ranked(frame: pl.DataFrame, cfg: SelectConfig, by: str = "selection_score") 
         (_steps(cfg.quality_step) if cfg.quality_step else pl.col("_q")).alias("_band"),
         *[(pl.col(g) if g in alive.columns else pl.lit(None, pl.String)).fill_null("unknown").alias(f"_{g}") for g in GROUPS],
     )
-    order = ["_band", "response_words", "_h"] if cfg.prefer_longer else ["_band", "_h"]
-    return alive.sort(order, descending=[True] * (len(order) - 1) + [False], nulls_last=True)
+    if cfg.prefer_longer:
+        return alive.sort(["_band", "response_words", "_h"], descending=[True, True, False], nulls_last=True)
+    return alive.sort(["_band", "_h"], descending=[True, False])
 
 
 def cap(cfg: SelectConfig, group: str, value: str) -> int | None:
