@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from pipeline.train.data import CHATML_TEMPLATE, IGNORE, ensure_chat_template, prepare, split
 from pipeline.train.model import pick_precision, resolve
-from pipeline.train.setup import TrainError, response_loss
+from pipeline.train.setup import RowPackedCollator, TrainError, response_loss
 from pipeline.train.sft import read_curated, train
 from schemas.config import TrainConfig
 
@@ -152,6 +152,27 @@ def test_packed_sequences_do_not_attend_to_each_other(tiny_model):
     assert torch.allclose(packed, alone, atol=1e-4)
 
 
+def test_row_packed_batches_keep_one_block_a_row_and_the_same_loss(tiny_model):
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    ex = prepare(spelling_rows()[:3], tokenizer, max_length=128).examples
+    blocks = [{"input_ids": ex[0]["input_ids"] + ex[1]["input_ids"], "labels": ex[0]["labels"] + ex[1]["labels"],
+               "seq_lengths": [len(ex[0]["input_ids"]), len(ex[1]["input_ids"])]},
+              {"input_ids": ex[2]["input_ids"], "labels": ex[2]["labels"], "seq_lengths": [len(ex[2]["input_ids"])]}]
+    rows = RowPackedCollator(tokenizer.pad_token_id)(blocks)
+    assert rows["input_ids"].shape == (2, len(blocks[0]["input_ids"])) and "attention_mask" not in rows
+    with torch.no_grad():
+        logits = model(input_ids=rows["input_ids"], position_ids=rows["position_ids"], use_cache=False).logits
+        alone = [model(input_ids=torch.tensor([e["input_ids"]])).logits[0] for e in ex]
+    assert torch.allclose(logits[0], torch.cat(alone[:2]), atol=1e-4)
+    assert torch.allclose(logits[1, : len(ex[2]["input_ids"])], alone[2], atol=1e-4)
+    flat = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)(blocks)
+    with torch.no_grad():
+        assert torch.allclose(response_loss(model, rows), response_loss(model, flat), atol=1e-5)
+
+
 def test_response_loss_is_the_models_own_loss_padded_and_packed(tiny_model):
     from peft import LoraConfig, get_peft_model
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
@@ -201,11 +222,15 @@ def test_loss_falls_and_saved_model_reloads_and_generates(tiny_model, curated, t
     assert train(curated, out, quick(tiny_model, max_steps=40)) == manifest  # finished: nothing to redo
 
 
-def test_lora_with_packing_saves_an_adapter(tiny_model, curated, tmp_path):
+def test_lora_with_packing_saves_an_adapter(tiny_model, curated, tmp_path, monkeypatch):
     from peft import PeftModel
 
+    batches = []
+    collate = RowPackedCollator.__call__
+    monkeypatch.setattr(RowPackedCollator, "__call__", lambda self, examples: batches.append(len(examples)) or collate(self, examples))
     out = tmp_path / "adapter"
     manifest = train(curated, out, quick(tiny_model, packing=True, lora={"enabled": True, "r": 4}))
+    assert batches  # sdpa attention: packed blocks stay one a row
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert not (out / "model.safetensors").exists()
     assert 0 < manifest["model"]["trainable_parameters"] < manifest["model"]["parameters"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 from trl import SFTTrainer
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from schemas.config.train import LoraSettings, TrainConfig
 
@@ -52,6 +53,25 @@ def response_loss(model, inputs: dict, num_items_in_batch=None):
     return total / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
 
 
+class RowPackedCollator:
+    """Packed blocks one per row, position ids restarting per example, no attention mask.
+
+    TRL's padding-free collator joins a batch into one row (8 x 256 tokens -> 1 x 2048) for varlen
+    kernels; sdpa and eager attention then mask that row block-diagonally at 2048^2 cost. Kept as rows,
+    transformers masks each example to itself within its own 256-token row: the same loss, and on
+    SmolLM2-135M (LoRA, 2 CPU cores) 10 s a step instead of 19.
+    """
+
+    def __init__(self, pad_token_id: int):
+        self.rows = DataCollatorForLanguageModeling(pad_token_id=pad_token_id, return_position_ids=True)
+
+    def __call__(self, examples: list[dict]) -> dict:
+        batch = self.rows(examples)
+        del batch["attention_mask"]
+        batch["labels"][batch["position_ids"] == 0] = -100
+        return batch
+
+
 class ResponseLossTrainer(SFTTrainer):
     """SFTTrainer with `response_loss`: the same loss as TRL's, at a fraction of its head's cost.
 
@@ -61,6 +81,11 @@ class ResponseLossTrainer(SFTTrainer):
     TRL's path stays where ours would differ: a model wrapped for distribution, a head that rescales
     logits, label smoothing or another loss type.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.padding_free and "flash" not in self.model.config._attn_implementation:
+            self.data_collator = RowPackedCollator(self.processing_class.pad_token_id)
 
     def _plain_loss(self, model) -> bool:
         unwrapped = self.accelerator.unwrap_model(model)
