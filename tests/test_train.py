@@ -229,8 +229,11 @@ def test_lora_with_packing_saves_an_adapter(tiny_model, curated, tmp_path, monke
     collate = RowPackedCollator.__call__
     monkeypatch.setattr(RowPackedCollator, "__call__", lambda self, examples: batches.append(len(examples)) or collate(self, examples))
     out = tmp_path / "adapter"
-    manifest = train(curated, out, quick(tiny_model, packing=True, lora={"enabled": True, "r": 4}))
-    assert batches  # sdpa attention: packed blocks stay one a row
+    cfg = quick(tiny_model, packing=True, lora={"enabled": True, "r": 4}, max_steps=None, epochs=2, eval_fraction=0.0)
+    manifest = train(curated, out, cfg)
+    assert batches  # sdpa attention: packed blocks stay one a row, padded to the longest
+    examples = prepare(spelling_rows(), AutoTokenizer.from_pretrained(out), max_length=128).examples
+    assert manifest["tokens_seen"] == 2 * sum(len(e["input_ids"]) for e in examples)  # two epochs, padding not counted
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert not (out / "model.safetensors").exists()
     assert 0 < manifest["model"]["trainable_parameters"] < manifest["model"]["parameters"]

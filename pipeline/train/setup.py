@@ -87,6 +87,16 @@ class ResponseLossTrainer(SFTTrainer):
         if self.padding_free and "flash" not in self.model.config._attn_implementation:
             self.data_collator = RowPackedCollator(self.processing_class.pad_token_id)
 
+    def _track_num_input_tokens(self, inputs):
+        """Tokens seen without the padding of row-packed blocks: a row's examples end at its last non-zero position."""
+        import torch
+
+        if not isinstance(self.data_collator, RowPackedCollator) or self.args.include_num_input_tokens_seen == "no":
+            return super()._track_num_input_tokens(inputs)
+        ends = (inputs["position_ids"] > 0).int().flip(-1).cummax(-1).values.flip(-1)
+        seen = torch.as_tensor(ends.sum(), device=self.args.device, dtype=torch.int64)
+        self.state.num_input_tokens_seen += self.accelerator.gather(seen).sum().item()
+
     def _plain_loss(self, model) -> bool:
         unwrapped = self.accelerator.unwrap_model(model)
         config = unwrapped.config.get_text_config()
