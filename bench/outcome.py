@@ -40,7 +40,7 @@ from pipeline.cache import sha  # noqa: E402
 from pipeline.io import write_parquet  # noqa: E402
 from pipeline.stages.score import LMScorer  # noqa: E402
 from pipeline.train.sft import MANIFEST, train  # noqa: E402
-from schemas.config import TrainConfig, load_config  # noqa: E402
+from schemas.config import EmbedConfig, TrainConfig, load_config  # noqa: E402
 from schemas.ledger import DropReason  # noqa: E402
 
 
@@ -67,6 +67,23 @@ def training_sets(run: Path, draws: int, seed: int) -> dict[str, pl.DataFrame]:
         sets[f"random_{k}"] = pool.sample(n, seed=seed + k).sort("id").select("id", "messages")
     sets["longest"] = pool.sort([pl.col("response").str.len_chars(), "id"], descending=[True, False]).head(n).select("id", "messages")
     return sets
+
+
+def vendi_ratios(run: Path, sets: dict[str, pl.DataFrame]) -> dict[str, float]:
+    """Each set's Vendi score over the random draws' mean, on the run's own prompt embeddings (cached):
+    the diversity a set gives up or adds, beside what its model learns."""
+    from pipeline.cache import cache_root
+    from pipeline.report.diversity import vendi_score
+    from pipeline.stages.embed import embed, load_embedder, matrix
+
+    cfg = EmbedConfig.model_validate(json.loads((run / "manifest.json").read_text())["config"]["embed"])
+    embedder, texts = load_embedder(cfg), pl.read_parquet(run / "ledger.parquet", columns=["id", "instruction", "response"])
+    scores = {}
+    for name, rows in sets.items():
+        rows = texts.join(rows.select("id"), on="id", how="semi")
+        scores[name] = vendi_score(matrix(embed(rows, cfg, embedder, cache_root("embeddings")), rows["id"]))
+    random = np.mean([v for k, v in scores.items() if k.startswith("random")])
+    return {name: v / random for name, v in scores.items()}
 
 
 def references(n: int, seed: int) -> dict[str, list[tuple[list[dict], str]]]:
@@ -165,8 +182,10 @@ def main() -> None:
         results[name] = evaluated(path.name, lambda: PeftModel.from_pretrained(copy.deepcopy(base), str(path)).eval())
     # from each model's own manifest, so that reused models count too
     seen = {name: json.loads((path / MANIFEST).read_text())["tokens_seen"] for name, path in models.items()}
-    report(results, sets, seen, args, curate_s, train_s, time.perf_counter() - start)
+    vendi = vendi_ratios(run, sets)
+    report(results, sets, seen, vendi, args, curate_s, train_s, time.perf_counter() - start)
     (work / "outcome.json").write_text(json.dumps({"args": vars(args), "results": results, "train_seconds": train_s, "tokens_seen": seen,
+                                                   "vendi_vs_random": vendi,
                                                    "wall_seconds": time.perf_counter() - start}, indent=2))
 
 
@@ -176,16 +195,16 @@ def median_answer_chars(rows: pl.DataFrame) -> float:
     return float(last.struct.field("content").str.len_chars().median())
 
 
-def report(results: dict, sets: dict, seen: dict, args, curate_s: float, train_s: dict, wall: float) -> None:
+def report(results: dict, sets: dict, seen: dict, vendi: dict, args, curate_s: float, train_s: dict, wall: float) -> None:
     refs = list(results["base"])
     randoms = [k for k in sets if k.startswith("random")]
     print(f"\n{args.budget} rows per set, {args.steps} steps x batch {args.batch}, max length {args.max_length}, "
           f"{'packed' if args.packing else 'one example a sequence'}, "
           f"LoRA r16, {args.model}; mean completion NLL (nats/token), lower is better")
     head = "".join(f"{r + ' (full)':>28}{'first ' + str(args.short_tokens):>12}" for r in refs)
-    print(f"{'set':<12}{head}{'median answer chars':>22}{'tokens trained':>16}")
+    print(f"{'set':<12}{head}{'median answer chars':>22}{'tokens trained':>16}{'Vendi vs random':>17}")
     for name, values in results.items():
-        answer = f"{median_answer_chars(sets[name]):>22.0f}{seen[name]:>16,}" if name in sets else ""
+        answer = f"{median_answer_chars(sets[name]):>22.0f}{seen[name]:>16,}{vendi[name]:>16.3f}x" if name in sets else ""
         print(f"{name:<12}" + "".join(f"{values[r][0]:>28.4f}{values[r][1]:>12.4f}" for r in refs) + answer)
     for r in refs:
         for m, label in ((0, "full"), (1, f"first {args.short_tokens}")):
