@@ -8,7 +8,8 @@ each through `pipeline.train.sft` (LoRA, same seed, steps, batch and max length;
 sequences, so that short answers are not padded out and each set's tokens trained on are printed), then the mean NLL of
 the completion tokens of two fixed held-out reference sets is measured: AlpacaEval's GPT-4 answers
 (long, machine-written) and self-instruct's user-oriented tasks (short, human-written), in full (up to
---ref-tokens) and over the first --short-tokens only (length-controlled). Lower is better.
+--ref-tokens) and over the first --short-tokens only (length-controlled). Lower is better. Beside it, each
+set's Vendi score over the random draws' (its prompts, the run's embedding model): what it gives up or adds in diversity.
 
     .venv/bin/python bench/outcome.py                         # Alpaca 52K -> 1,000, SmolLM2-135M, CPU
     .venv/bin/python bench/outcome.py --run data/runs/alpaca  # reuse a finished curate run of the same input

@@ -48,7 +48,9 @@ class SelectConfig(Section):
     prefer_longer: bool = Field(
         False, description="Within one quality step (and among rows that tie on their score), longer answers come "
         "first, instead of the seeded order: they decide which rows enter the candidate pool. Among good answers, "
-        "longer ones train better (Zhao et al. 2024, 'Long Is More for Alignment'); see bench/outcome.py.")
+        "longer ones train better (Zhao et al. 2024, 'Long Is More for Alignment'), and cost diversity: on Alpaca with "
+        "pool_factor 2, the held-out NLL of a model trained on the set fell 0.017 (AlpacaEval) and 0.010 (human answers) "
+        "below the defaults', at a Vendi score of 1.00x a random sample's instead of 1.23x (README, bench/outcome.py).")
     pool_factor: float | None = Field(
         8.0, ge=1,
         description="The candidate pool: the best pool_factor x budget rows by quality (and, per quota group, "
