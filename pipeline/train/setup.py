@@ -9,6 +9,7 @@ from transformers import TrainerCallback
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+from pipeline.train.data import IGNORE
 from schemas.config.train import LoraSettings, TrainConfig
 
 # Settings that may change between an interrupted run and its resumption without invalidating checkpoints.
@@ -47,7 +48,7 @@ def response_loss(model, inputs: dict, num_items_in_batch=None):
     kwargs = {k: v for k, v in inputs.items() if k != "labels"} | {"use_cache": False}
     hidden = base.base_model(**kwargs).last_hidden_state[:, :-1]
     labels = inputs["labels"][:, 1:].to(hidden.device)
-    mask = labels != -100
+    mask = labels != IGNORE
     logits = base.get_output_embeddings()(hidden[mask])
     total = F.cross_entropy(logits.float(), labels[mask], reduction="sum")
     return total / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
@@ -68,7 +69,7 @@ class RowPackedCollator:
     def __call__(self, examples: list[dict]) -> dict:
         batch = self.rows(examples)
         del batch["attention_mask"]
-        batch["labels"][batch["position_ids"] == 0] = -100
+        batch["labels"][batch["position_ids"] == 0] = IGNORE
         return batch
 
 
