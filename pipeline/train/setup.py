@@ -10,6 +10,7 @@ from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from pipeline.train.data import IGNORE
+from pipeline.train.model import device_info
 from schemas.config.train import LoraSettings, TrainConfig
 
 # Settings that may change between an interrupted run and its resumption without invalidating checkpoints.
@@ -150,6 +151,7 @@ def sft_config(cfg: TrainConfig, checkpoints: Path, precision: str, has_eval: bo
         data_seed=cfg.seed,
         include_num_input_tokens_seen="all" if cfg.packing else "non_padding",
         dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=device_info()["type"] == "cpu",  # lets transformers run bf16 autocast on a CPU with AMX
         report_to="none",
         disable_tqdm=True,
     )

@@ -25,7 +25,10 @@ class ScoreConfig(Section):
     batch_tokens: int = Field(4096, ge=64, description="Padded tokens per forward batch (length-sorted batches).")
     device: str | None = Field(None, description="'cpu', 'cuda', 'cuda:1'...; None picks the GPU when there is one.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="'auto': bfloat16 on a GPU that supports it, float32 on CPU. Part of the cache key.")
+        "auto", description="'auto': bfloat16 on a GPU that supports it, float32 on CPU. Part of the cache key. On a "
+        "CPU with AMX, bfloat16 scores 2.9x faster (256 Alpaca pairs: 15.4 rows/s against 5.2 on 2 cores, Spearman 0.999 "
+        "with float32 on each signal) but a text's NLL then moves by up to 0.08 nats with the batch it falls in (float32: "
+        "4e-6), so a run reading a cache filled alongside other texts could rank differently; hence not the CPU default.")
     threads: int | None = Field(None, ge=1, description="torch threads on CPU; None keeps torch's default (every core).")
     weights: dict[ScoreSignal, Annotated[float, Field(ge=0)]] = Field(
         default_factory=lambda: {"quality": 1.0, "answer_nll_alone": 1.0, "ifd": 0.5, "response_words": 0.5},

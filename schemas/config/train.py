@@ -53,7 +53,9 @@ class TrainConfig(Section):
     eval_fraction: float = Field(0.05, ge=0, lt=1, description="Share of examples held out for eval loss; 0 turns eval off.")
     seed: int = Field(0, description="Seed for the split, the shuffling and the weight initialisation of adapters.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-        "auto", description="Mixed precision; 'auto' is bf16 where the accelerator supports it, fp16 on older GPUs, fp32 on CPU."
+        "auto", description="Mixed precision; 'auto' is bf16 where the hardware multiplies it (a GPU that supports it, a CPU "
+        "with AMX), fp16 on older GPUs, fp32 on other CPUs. bench/train.py on 2 AMX cores (SmolLM2-135M, LoRA r16, 8 x 256): "
+        "bf16 7.05 s a step and 6.9 GB peak RSS, fp32 8.50 s and 8.5 GB, the same losses to 0.01."
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory (about 20% slower).")
     attn_implementation: str = Field("sdpa", description="Attention kernel: sdpa, eager, flash_attention_2 (if installed).")
