@@ -40,6 +40,7 @@ SHARED = ROOT.parent / "shared" / "data"
 from pipeline.cache import sha  # noqa: E402
 from pipeline.io import write_parquet  # noqa: E402
 from pipeline.stages.score import LMScorer  # noqa: E402
+from pipeline.train.model import pick_precision  # noqa: E402
 from pipeline.train.sft import MANIFEST, train  # noqa: E402
 from schemas.config import EmbedConfig, TrainConfig, load_config  # noqa: E402
 from schemas.ledger import DropReason  # noqa: E402
@@ -137,9 +138,10 @@ def main() -> None:
     run = curate_run(args)
     curate_s = time.perf_counter() - start
     sets = training_sets(run, args.draws, args.seed)
-    cfg = TrainConfig(model=args.model, max_steps=args.steps, batch_size=args.batch, max_length=args.max_length,
-                      overlong="truncate", packing=args.packing, learning_rate=args.lr, eval_fraction=0.0, seed=args.seed,
-                      save_steps=args.steps + 1, logging_steps=10, lora={"enabled": True, "r": 16, "alpha": 32})
+    # precision resolved here, so that the model's key says which one trained it ('auto' is bf16 on some CPUs)
+    cfg = TrainConfig(model=args.model, precision=pick_precision("auto"), max_steps=args.steps, batch_size=args.batch,
+                      max_length=args.max_length, overlong="truncate", packing=args.packing, learning_rate=args.lr,
+                      eval_fraction=0.0, seed=args.seed, save_steps=args.steps + 1, logging_steps=10, lora={"enabled": True, "r": 16, "alpha": 32})
     train_s, models = {}, {}
     log = logging.getLogger("winnow.outcome")
     log.addHandler(logging.StreamHandler(sys.stdout))

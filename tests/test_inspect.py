@@ -1,5 +1,8 @@
 """`winnow inspect`: summary, --reason, --id, --compare, --columns, --report, on runs made by the real stages."""
 
+import json
+import shutil
+
 import numpy as np
 import polars as pl
 import pytest
@@ -136,9 +139,15 @@ def test_columns_prints_the_docs_with_or_without_a_run(run):
     assert inspect()[0] == 2
 
 
-def test_not_a_run_directory(tmp_path):
+def test_not_a_run_directory(tmp_path, run):
     code, out = inspect(tmp_path)
     assert code == 2 and "not a winnow run directory" in out
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run, unfinished)
+    manifest = json.loads((unfinished / "manifest.json").read_text())
+    (unfinished / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "counts"}))
+    code, out = inspect(unfinished)
+    assert code == 2 and "not a finished winnow run" in out and "Traceback" not in out
 
 
 def test_report_option_rewrites_report_html(run):

@@ -177,7 +177,7 @@ def write_report(run_dir: Path, ledger: runstats.Frame, quarantine: pl.DataFrame
     """The report page of one run, as HTML text (the ledger loaded, or a LazyFrame over its file)."""
     ledger = runstats.with_status(ledger)
     columns = runstats.columns_of(ledger)
-    c = runstats.counts(ledger, quarantine)
+    c = runstats.counts(manifest)
     cards = "".join(f'<div class="card">{k}<b>{v:,}</b></div>' for k, v in c.items())
     sections = [
         _section("funnel", "Funnel: records left after each stage", _funnel(ledger, quarantine, manifest)),

@@ -80,7 +80,7 @@ def _diversity(manifest: dict) -> list:
 
 def summary(run: Run) -> list:
     """Counts, funnel, reasons, categories, languages, score histograms, selection and diversity."""
-    ledger, c = run.ledger, runstats.counts(run.ledger, run.quarantine)
+    ledger, c = run.ledger, runstats.counts(run.manifest)
     parts = [f"[bold]{escape(str(run.path))}[/]  winnow {run.manifest.get('winnow_version', '?')}:  " + "  ".join(f"{k} [bold]{v:,}[/]" for k, v in c.items()),
              _funnel(run)]
     reasons = runstats.reasons(ledger, run.manifest).with_columns((pl.col("n") / max(c["input"], 1) * 100).round(1).alias("% of input"))
@@ -163,7 +163,7 @@ def record_view(run: Run, id_prefix: str) -> list:
 
 def compare_view(run: Run, before: Run) -> list:
     """What changed from `before` to `run`: counts, reasons, config, and which records moved in or out."""
-    now, old = runstats.counts(run.ledger, run.quarantine), runstats.counts(before.ledger, before.quarantine)
+    now, old = runstats.counts(run.manifest), runstats.counts(before.manifest)
     counts = pl.DataFrame({"": list(now), "before": list(old.values()), "now": list(now.values())}).with_columns(change=pl.col("now") - pl.col("before"))
     key = ["drop_stage", "drop_reason"]
     reasons = (runstats.reasons(before.ledger, before.manifest).select(*key, before="n")

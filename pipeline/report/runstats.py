@@ -56,6 +56,8 @@ def load_run(run_dir: str | Path) -> Run:
     quarantine = pl.read_parquet(path / "quarantine.parquet") if (path / "quarantine.parquet").is_file() else pl.DataFrame()
     embeddings = pl.read_parquet(path / "embeddings.parquet") if (path / "embeddings.parquet").is_file() else None
     manifest = json.loads((path / "manifest.json").read_text())
+    if "counts" not in manifest:
+        raise RunError(f"{path} is not a finished winnow run (its manifest.json has no counts)")
     return Run(path, with_status(pl.read_parquet(path / "ledger.parquet")), quarantine, manifest, embeddings)
 
 
@@ -70,9 +72,9 @@ def with_status(ledger: Frame) -> Frame:
     return ledger.with_columns(extra) if extra else ledger
 
 
-def counts(ledger: Frame, quarantine: pl.DataFrame) -> dict[str, int]:
-    rows, curated = collect(ledger.lazy().select(pl.len(), (pl.col("status") == "curated").sum())).row(0)
-    return {"input": rows + quarantine.height, "curated": curated, "rejected": rows - curated, "quarantined": quarantine.height}
+def counts(manifest: dict) -> dict[str, int]:
+    """The run's counts as export checked and wrote them (`input` is what ingest read, not ledger plus quarantine)."""
+    return {k: manifest["counts"][k] for k in ("input", "curated", "rejected", "quarantined")}
 
 
 def stage_order(ledger: Frame, manifest: dict) -> list[str]:
