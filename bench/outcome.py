@@ -141,7 +141,8 @@ def main() -> None:
     # precision resolved here, so that the model's key says which one trained it ('auto' is bf16 on some CPUs)
     cfg = TrainConfig(model=args.model, precision=pick_precision("auto"), max_steps=args.steps, batch_size=args.batch,
                       max_length=args.max_length, overlong="truncate", packing=args.packing, learning_rate=args.lr,
-                      eval_fraction=0.0, seed=args.seed, save_steps=args.steps + 1, logging_steps=10, lora={"enabled": True, "r": 16, "alpha": 32})
+                      eval_fraction=0.0, seed=args.seed, save_steps=args.steps + 1, logging_steps=10,
+                      lora={"enabled": True, "r": 16, "alpha": 32})
     train_s, models = {}, {}
     log = logging.getLogger("winnow.outcome")
     log.addHandler(logging.StreamHandler(sys.stdout))

