@@ -5,8 +5,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SHOW_PROGRESS = sys.stderr.isatty() and not os.environ.get("CI")
 if not SHOW_PROGRESS:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

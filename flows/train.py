@@ -1,15 +1,10 @@
 """The `train` flow: fine-tune a model on a curated.parquet with TRL's SFTTrainer (pipeline.train.sft)."""
 
-import os
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
 from schemas.config import TrainConfig
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _worth_retrying(task, task_run, state) -> bool:
