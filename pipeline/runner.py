@@ -183,9 +183,9 @@ def _alive(frame: pl.DataFrame) -> int:
 
 
 def check_columns(schema: pl.Schema, stage: Stage, adds: Columns | None = None) -> None:
-    """Raise StageContractError when a schema lacks a column the stage requires (or reads), or (after it ran) one it adds."""
+    """Raise StageContractError when a schema lacks a column the stage reads, or (after it ran) one it adds."""
     if adds is None:
-        wanted = {c: None for c in (*LEDGER_COLUMNS, *stage.requires, *(stage.reads or ()))}
+        wanted = {c: None for c in (*LEDGER_COLUMNS, *(stage.reads or ()))}
         when = "needs"
     else:
         wanted = {c: dtype for c, (dtype, _) in adds.items()}

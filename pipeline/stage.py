@@ -56,13 +56,13 @@ class Stage:
     name: StageName
     run: Callable[[pl.DataFrame, CurationConfig, Deps], pl.DataFrame]
     sections: tuple[str, ...]  # config sections that key its output
-    requires: tuple[str, ...]  # columns it reads beyond the ledger's own (schemas.ledger.LEDGER_COLUMNS)
     adds: Columns  # columns it adds, with dtype and meaning
     per_row: bool  # True: each row's result depends on that row alone, so the stage can run per shard
     files: Callable[[CurationConfig], list[str]] = lambda cfg: []  # side inputs whose content keys the output
-    # The only columns the stage is given, besides id and the drop columns; what it returns is merged back into
-    # the full rows. Whole-set stages name theirs, so a million rows' texts and scores never sit in a step that
-    # does not read them (compact tables). None: every column.
+    # The columns the stage reads, checked present on entry (with the ledger's own, schemas.ledger.LEDGER_COLUMNS),
+    # and the only ones it is given besides id and the drop columns; what it returns is merged back into the full
+    # rows. Whole-set stages name theirs, so a million rows' texts and scores never sit in a step that does not
+    # read them (compact tables). None: every column.
     reads: tuple[str, ...] | None = None
 
 

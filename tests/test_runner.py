@@ -36,8 +36,8 @@ def first_result(tmp_path: Path, frame: pl.DataFrame) -> runner.StageResult:
     return runner.StageResult("ingest", str(path), "00000000000000ff", 0.0, False, frame.height)
 
 
-def toy(run, requires=(), adds=None) -> Stage:
-    return Stage(StageName.PII, run, ("pii",), requires=requires, adds=adds or {"flag": (pl.Boolean, "toy")}, per_row=True)
+def toy(run, reads=None, adds=None) -> Stage:
+    return Stage(StageName.PII, run, ("pii",), adds=adds or {"flag": (pl.Boolean, "toy")}, per_row=True, reads=reads)
 
 
 def test_stages_run_in_the_enum_order_and_each_name_is_one_stage():
@@ -67,7 +67,7 @@ def test_columns_are_checked_on_entry_and_exit(tmp_path):
     result = runner.run_stage(good, previous, cfg, tmp_path, deps)
     assert pl.read_parquet(result.path)["flag"].all()
     with pytest.raises(runner.StageContractError, match="needs columns it did not get: quality"):
-        runner.run_stage(toy(good.run, requires=("quality",)), previous, cfg, tmp_path / "a", deps)
+        runner.run_stage(toy(good.run, reads=("quality",)), previous, cfg, tmp_path / "a", deps)
     with pytest.raises(runner.StageContractError, match="declares columns it did not get: flag"):
         runner.run_stage(toy(lambda f, c, d: f), previous, cfg, tmp_path / "b", deps)
     with pytest.raises(runner.StageContractError, match=r"flag \(Int32, not Boolean\)"):
@@ -85,7 +85,7 @@ def test_a_whole_set_stage_is_given_only_what_it_reads_and_the_rest_of_each_row_
                     pl.col("id") == "r1", StageName.SEMANTIC, DropReason.SEMANTIC_DUPLICATE, "toy")
 
     def stage(run, reads=("response",)):
-        return Stage(StageName.SEMANTIC, run, ("semantic",), requires=(), adds={"length": (pl.Int32, "toy")}, per_row=False, reads=reads)
+        return Stage(StageName.SEMANTIC, run, ("semantic",), adds={"length": (pl.Int32, "toy")}, per_row=False, reads=reads)
 
     before = ledger()
     result = runner.run_stage(stage(run), first_result(tmp_path, before), cfg, tmp_path, deps)

@@ -143,7 +143,7 @@ def centroid_categories(frame: pl.DataFrame, embeddings: pl.DataFrame, cfg: Cate
 
 
 STAGE = Stage(StageName.CATEGORY, lambda frame, cfg, deps: categorize(frame, cfg.category), ("category",),
-              requires=(), adds=COLUMNS, per_row=True)
+              adds=COLUMNS, per_row=True)
 
 
 def _centroids(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
@@ -151,5 +151,5 @@ def _centroids(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
     return centroid_categories(frame, vectors, cfg.category)
 
 
-CENTROID_STAGE = Stage(StageName.CENTROID, _centroids, ("category",), requires=("embedding", "category_evidence"), adds={},
+CENTROID_STAGE = Stage(StageName.CENTROID, _centroids, ("category",), adds={},
                        per_row=False, reads=("embedding", "category", "category_source", "category_evidence"))

@@ -125,4 +125,4 @@ def decontam(frame: pl.DataFrame, cfg: DecontamConfig, eval_prompts: pl.DataFram
 
 
 STAGE = Stage(StageName.DECONTAM, lambda frame, cfg, deps: decontam(frame, cfg.decontam, deps.eval_prompts), ("decontam",),
-              requires=(), adds=COLUMNS, per_row=True, files=lambda cfg: list(cfg.decontam.eval_sets.values()))
+              adds=COLUMNS, per_row=True, files=lambda cfg: list(cfg.decontam.eval_sets.values()))

@@ -85,4 +85,4 @@ def heuristics(frame: pl.DataFrame, cfg: HeuristicsConfig) -> pl.DataFrame:
 
 
 STAGE = Stage(StageName.HEURISTICS, lambda frame, cfg, deps: heuristics(frame, cfg.heuristics), ("heuristics",),
-              requires=(), adds=COLUMNS, per_row=True)
+              adds=COLUMNS, per_row=True)

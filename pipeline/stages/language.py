@@ -93,4 +93,4 @@ def _run(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
     return language(frame, cfg.language, deps.detector if cfg.language.enabled else None, deps.progress("language"))
 
 
-STAGE = Stage(StageName.LANGUAGE, _run, ("language",), requires=(), adds=COLUMNS, per_row=True)
+STAGE = Stage(StageName.LANGUAGE, _run, ("language",), adds=COLUMNS, per_row=True)

@@ -44,4 +44,4 @@ def keyed(frame: pl.DataFrame, cfg: DedupConfig, progress: Progress | None = Non
 
 
 STAGE = Stage(StageName.MINHASH, lambda frame, cfg, deps: keyed(frame, cfg.dedup, deps.progress("minhash")), ("dedup",),
-              requires=(), adds=COLUMNS, per_row=True)
+              adds=COLUMNS, per_row=True)

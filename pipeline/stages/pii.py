@@ -108,4 +108,4 @@ def redact(frame: pl.DataFrame, cfg: PiiConfig = PiiConfig()) -> pl.DataFrame:
         for c in message_cols)
 
 
-STAGE = Stage(StageName.PII, lambda frame, cfg, deps: pii(frame, cfg.pii), ("pii",), requires=(), adds=COLUMNS, per_row=True)
+STAGE = Stage(StageName.PII, lambda frame, cfg, deps: pii(frame, cfg.pii), ("pii",), adds=COLUMNS, per_row=True)

@@ -83,5 +83,5 @@ def _run(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
     return semantic_dedup(frame, frame.filter(pl.col("embedding").is_not_null()).select("id", "embedding").sort("id"), cfg.semantic)
 
 
-STAGE = Stage(StageName.SEMANTIC, _run, ("semantic",), requires=("embedding", "quality", "lang", "dup_of"), adds=COLUMNS, per_row=False,
+STAGE = Stage(StageName.SEMANTIC, _run, ("semantic",), adds=COLUMNS, per_row=False,
               reads=("embedding", "quality", "lang", "dup_of"))
