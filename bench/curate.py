@@ -5,9 +5,10 @@ against the alive rows a naive pipeline would embed, and the curated set's diver
 to a random sample of the same size drawn from the same pool in the same run.
 
     .venv/bin/python bench/curate.py [--data ../shared/data/alpaca/alpaca_data.json] [--budget 1000]
-                                     [--language-backend fasttext]
+                                     [--language-backend fasttext] [--no-score]
 
-A fresh embedding cache is used (WINNOW_CACHE points into the run directory), so encoding is timed.
+Fresh embedding and score caches are used (WINNOW_CACHE points into the run directory), so encoding and
+LM scoring are timed; --no-score times the run with the score stage off (`score.enabled: false`).
 """
 
 import argparse
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "alpaca" / "alpaca_data.json"))
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--language-backend", default="langdetect", choices=["langdetect", "fasttext"])
+    parser.add_argument("--score", action=argparse.BooleanOptionalAction, default=True, help="the LM score stage (on by default)")
     args = parser.parse_args()
     if not Path(args.data).is_file():
         sys.exit(f"no data at {args.data} (../shared/data is needed)")
@@ -38,7 +40,7 @@ def main() -> None:
 
     start = time.perf_counter()
     manifest = curate(inputs=[args.data], out=str(run / "out"), config=CurationConfig(
-        select={"budget": args.budget}, language={"backend": args.language_backend}))
+        select={"budget": args.budget}, language={"backend": args.language_backend}, score={"enabled": args.score}))
     wall = time.perf_counter() - start
     counts = manifest["counts"]
 
