@@ -169,16 +169,20 @@ def main() -> None:
     base = scorer.model
     evals = work / "evals" / sha(json.dumps([args.model, args.refs, args.ref_tokens, args.short_tokens, args.seed]))[:16]
 
+    eval_s = {}
+
     def evaluated(name: str, model) -> dict:
         """The reference NLLs of one model (read back when this model was evaluated on these references before)."""
         cached = evals / f"{name}.json"
         if cached.exists():
             return json.loads(cached.read_text())
+        t = time.perf_counter()
         scorer.model = model() if model else base
         result = {ref: reference_nll(scorer, r, args.short_tokens) for ref, r in refs.items()}
         cached.parent.mkdir(parents=True, exist_ok=True)
         cached.write_text(json.dumps(result))
-        print(f"evaluated {name}", flush=True)
+        eval_s[name] = time.perf_counter() - t
+        print(f"evaluated {name} in {eval_s[name]:.0f}s", flush=True)
         return result
 
     from peft import PeftModel
@@ -189,9 +193,9 @@ def main() -> None:
     # from each model's own manifest, so that reused models count too
     seen = {name: json.loads((path / MANIFEST).read_text())["tokens_seen"] for name, path in models.items()}
     vendi = vendi_ratios(run, sets)
-    report(results, sets, seen, vendi, args, curate_s, train_s, time.perf_counter() - start)
+    report(results, sets, seen, vendi, args, curate_s, train_s, sum(eval_s.values()), time.perf_counter() - start)
     (work / "outcome.json").write_text(json.dumps({"args": vars(args), "results": results, "train_seconds": train_s, "tokens_seen": seen,
-                                                   "vendi_vs_random": vendi,
+                                                   "vendi_vs_random": vendi, "eval_seconds": eval_s,
                                                    "wall_seconds": time.perf_counter() - start}, indent=2))
 
 
@@ -201,7 +205,7 @@ def median_answer_chars(rows: pl.DataFrame) -> float:
     return float(last.struct.field("content").str.len_chars().median())
 
 
-def report(results: dict, sets: dict, seen: dict, vendi: dict, args, curate_s: float, train_s: dict, wall: float) -> None:
+def report(results: dict, sets: dict, seen: dict, vendi: dict, args, curate_s: float, train_s: dict, eval_s: float, wall: float) -> None:
     refs = list(results["base"])
     randoms = [k for k in sets if k.startswith("random")]
     print(f"\n{args.budget} rows per set, {args.steps} steps x batch {args.batch}, max length {args.max_length}, "
@@ -220,7 +224,7 @@ def report(results: dict, sets: dict, seen: dict, vendi: dict, args, curate_s: f
             print(f"{r} {label}: winnow - random mean {w - np.mean(rand):+.4f} (random spread {spread:.4f}), "
                   f"winnow - longest {w - results['longest'][r][m]:+.4f}")
     trained = ", ".join(f"{k} {v:.0f}s" for k, v in train_s.items()) or "none (every model reused)"
-    print(f"wall {wall:.0f}s: curate {curate_s:.0f}s, training {trained}")
+    print(f"wall {wall:.0f}s: curate {curate_s:.0f}s, training {trained}, evaluation {eval_s:.0f}s")
 
 
 if __name__ == "__main__":
