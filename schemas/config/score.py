@@ -19,9 +19,9 @@ class ScoreConfig(Section):
                                    "included; SmolLM2's default system prompt takes 20 of them).")
     max_response_tokens: int = Field(
         48, ge=4, description="The answer's first this many tokens are scored (Superfiltering truncates too). The "
-        "forward passes are the cost: on 2 CPU cores SmolLM2-135M scores about 1-2.5 pool rows/s at 48 tokens "
-        "(fp32, busy cores; dynamic int8 is only 1.2x faster and moves NLLs by 1.5 nats, so it is not offered). On a GPU, "
-        "256-512 costs little more.")
+        "forward passes are the cost: on 2 CPU cores SmolLM2-135M scores about 9 pool rows/s at 48 tokens in bfloat16 "
+        "with AMX (1,500 in 175 s, model load included), 2-5 in float32 (dynamic int8 is only 1.2x faster than float32 "
+        "and moves NLLs by 1.5 nats, so it is not offered). On a GPU, 256-512 costs little more.")
     batch_tokens: int = Field(4096, ge=64, description="Padded tokens per forward batch. Batches have one fixed shape per "
                               "32-token length bucket, so a text's scores never depend on its neighbours; part of the cache key.")
     device: str | None = Field(None, description="'cpu', 'cuda', 'cuda:1'...; None picks the GPU when there is one.")
@@ -41,7 +41,7 @@ class ScoreConfig(Section):
         "spread over their prompts by farthest-first, so that scoring, the costly step, sees the whole range of tasks; "
         "selection then chooses among the scored rows only. None scores every candidate. On Alpaca 52K -> 1,000: "
         "1.5 gives a Vendi score 1.24x a random sample's (2.0: 1.18x, with 8% longer answers) and scores 1,500 "
-        "answers, about 6 minutes on 2 CPU cores in float32, under 2 in bfloat16 with AMX.")
+        "answers, about 6 minutes on 2 CPU cores in float32, 3 in bfloat16 with AMX (bench/curate.py).")
     max_ifd: float | None = Field(
         1.0, gt=0, description="Pairs whose ifd is at or above this (the prompt does not help predict the answer) get "
         "half their score, so they rank after every helpful pair; None: no penalty.")
