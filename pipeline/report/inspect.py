@@ -14,7 +14,7 @@ from rich.table import Table
 
 from pipeline.io import write_text
 from pipeline.report import runstats
-from pipeline.report.columns import column_docs
+from pipeline.report.columns import column_docs, undocumented
 from pipeline.report.html import write_report
 from pipeline.report.runstats import Run, RunError
 
@@ -197,7 +197,7 @@ def columns_view(ledger: pl.DataFrame | None = None) -> Table:
     if ledger is not None:
         docs = docs.with_columns(pl.when(pl.col("table") != "ledger").then(pl.lit("")).when(pl.col("column").is_in(ledger.columns))
                                  .then(pl.lit("✓")).otherwise(pl.lit("–")).alias("in run"))
-        extra = [c for c in ledger.columns if c not in docs.filter(pl.col("table") == "ledger")["column"].to_list()]
+        extra = undocumented(ledger)
         docs = pl.concat([docs, pl.DataFrame([("ledger", c, str(ledger.schema[c]), "?", "(undocumented)", "✓") for c in extra],
                                              schema=docs.schema, orient="row")])
     return frame_table(docs, "columns of ledger.parquet, quarantine.parquet and embeddings.parquet", 200)
