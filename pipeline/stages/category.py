@@ -151,5 +151,5 @@ def _centroids(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
     return centroid_categories(frame, vectors, cfg.category)
 
 
-CENTROID_STAGE = Stage(StageName.CENTROID, _centroids, ("category",), adds={},
-                       per_row=False, reads=("embedding", "category", "category_source", "category_evidence"))
+CENTROID_STAGE = Stage(StageName.CENTROID, _centroids, ("category",), adds={}, per_row=False,
+                       reads=("embedding", "category", "category_source", "category_evidence"))

@@ -348,5 +348,5 @@ def _stage(frame: pl.DataFrame, cfg: "CurationConfig", deps: Deps) -> pl.DataFra
     return dedup(frame, cfg.dedup, deps.previous_index, shared, run, deps.progress("dedup"), texts)
 
 
-STAGE = Stage(StageName.DEDUP, _stage, ("dedup",), adds=COLUMNS,
-              per_row=False, reads=("quality", "response_chars", *KEY_COLUMNS), files=lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs])
+STAGE = Stage(StageName.DEDUP, _stage, ("dedup",), adds=COLUMNS, per_row=False, reads=("quality", "response_chars", *KEY_COLUMNS),
+              files=lambda cfg: [str(Path(r) / INDEX_FILE) for r in cfg.dedup.previous_runs])

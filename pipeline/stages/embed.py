@@ -151,5 +151,5 @@ def _run(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
     return frame.join(vectors.with_columns(pl.col("embedding").cast(pl.List(pl.Float32))), on="id", how="left", maintain_order="left")
 
 
-STAGE = Stage(StageName.EMBED, _run, ("select", "embed"),
-              adds=COLUMNS, per_row=False, reads=("instruction", "response", "quality", "response_words", "lang", "category"))
+STAGE = Stage(StageName.EMBED, _run, ("select", "embed"), adds=COLUMNS, per_row=False,
+              reads=("instruction", "response", "quality", "response_words", "lang", "category"))

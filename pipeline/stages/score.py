@@ -249,5 +249,5 @@ def _run(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
     return score(frame, cfg.score, cfg.select, deps.scorer if scoring else None, deps.score_cache, deps.progress("score"))
 
 
-STAGE = Stage(StageName.SCORE, _run, ("score", "select"),
-              adds=COLUMNS, per_row=False, reads=("messages", "embedding", "quality", "response_words", "lang", "category"))
+STAGE = Stage(StageName.SCORE, _run, ("score", "select"), adds=COLUMNS, per_row=False,
+              reads=("messages", "embedding", "quality", "response_words", "lang", "category"))

@@ -288,6 +288,5 @@ def _run(frame: pl.DataFrame, cfg, deps) -> pl.DataFrame:
     return select(frame.drop("embedding"), vectors, cfg.select).with_columns(frame["embedding"])
 
 
-STAGE = Stage(StageName.SELECT, _run, ("select",),
-              adds=COLUMNS, per_row=False, reads=("embedding", "selection_score", "score_evidence", "quality", "response_words", "lang",
-                                                  "category", "n_turns"))
+STAGE = Stage(StageName.SELECT, _run, ("select",), adds=COLUMNS, per_row=False,
+              reads=("embedding", "selection_score", "score_evidence", "quality", "response_words", "lang", "category", "n_turns"))
