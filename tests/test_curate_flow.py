@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,14 @@ def test_cli_unexpected_failure_is_one_line_and_a_saved_traceback(tmp_path, monk
     assert "RuntimeError" in (tmp_path / "r" / "error.log").read_text()
     result = CliRunner().invoke(app, ["curate", "--out", str(tmp_path / "r2")])
     assert result.exit_code == 2 and "no input" in result.output
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "1"), ("0", "0")])
+def test_every_flow_entry_point_is_offline_unless_the_user_allows_the_hub(given, seen):
+    """Models and datasets load from local files by default, for the CLI and for flows a Prefect worker imports
+    alone; a user's HF_HUB_OFFLINE=0 is kept, so hub names still work where a network exists."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"} | ({"HF_HUB_OFFLINE": given} if given else {})
+    for module in ("flows.curate", "flows.train", "flows.cli"):
+        code = f"import os, {module}; print(os.environ['HF_HUB_OFFLINE'])"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True).stdout
+        assert out.strip() == seen, module
