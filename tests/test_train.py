@@ -284,6 +284,22 @@ def test_cpu_trains_in_bf16_only_with_amx(monkeypatch, amx):
     assert pick_precision("auto") == ("bf16" if amx else "fp32") and pick_precision("fp32") == "fp32"
 
 
+@pytest.mark.parametrize(("major", "expected"), [(7, "fp16"), (8, "bf16"), (9, "bf16")])
+def test_gpu_bf16_only_where_it_is_not_emulated(monkeypatch, major, expected):
+    """A V100 or T4 (compute capability 7) only emulates bf16, which torch's default check counts: fp16 there."""
+    from types import SimpleNamespace
+
+    from pipeline.train.model import multiplies_bf16
+
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(major=major))
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)  # emulation works
+    assert pick_precision("auto") == expected and multiplies_bf16("cuda") == (expected == "bf16")
+    assert pick_precision("fp32") == "fp32"
+
+
 def test_cli_train_command(tiny_model, curated, tmp_path):
     from typer.testing import CliRunner
 

@@ -51,27 +51,31 @@ def multiplies_bf16(device: str) -> bool:
 
     Measured on one with torch 2.13 (2 cores): a 2048x576x2048 matmul takes 1.9 ms in bf16 against 15 ms in
     float32; with oneDNN held to AVX512-BF16 (as on Zen 4 or Cooper Lake) bf16 takes 23 ms, and to plain AVX-512
-    68 ms, so without AMX bf16 is slower and float32 stays.
+    68 ms, so without AMX bf16 is slower and float32 stays. On CUDA, emulation does not count: torch's
+    is_bf16_supported() (and transformers' check, which calls it) says yes on a T4 or V100, which only emulate it.
     """
     import torch
 
     if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     probe = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
     return device == "cpu" and bool(probe and probe())
 
 
 def pick_precision(setting: str) -> str:
-    """bf16 where the hardware multiplies it (a GPU that supports it, a CPU with AMX), fp16 on an older GPU, else fp32."""
+    """bf16 where the hardware multiplies it (a GPU that supports it, a CPU with AMX), fp16 on an older GPU, else fp32.
+
+    Other accelerators (XPU, NPU, MPS...) are asked through transformers' check.
+    """
     if setting != "auto":
         return setting
     import torch
     from transformers.utils import is_torch_bf16_gpu_available
 
+    if torch.cuda.is_available():
+        return "bf16" if multiplies_bf16("cuda") else "fp16"
     if is_torch_bf16_gpu_available():
         return "bf16"
-    if torch.cuda.is_available():
-        return "fp16"
     return "bf16" if multiplies_bf16("cpu") else "fp32"
 
 
